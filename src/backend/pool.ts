@@ -32,6 +32,8 @@ export function createAnonymousPool(options: BackendOptions, ctx: ConnectorConte
         listen: { kind: 'unix', path, mode: 0o600 },
         dieTimeout: Math.max(1, (options.stopTimeoutMs ?? 5000) / 1000),
         orphanSignal: 'SIGTERM',
+        // The gateway/callscgi own SIGTERM/SIGINT: they drain in-flight requests, then stop us.
+        noSignals: true,
         hooks: {
           managerInit: () => ready(),
           notify: (line) => ctx.log(line),

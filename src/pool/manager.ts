@@ -103,6 +103,12 @@ export interface ProcManagerOptions {
   minUptimeMs?: number;
   backoff?: BackoffOptions;
   hooks?: ManagerHooks;
+  /**
+   * The original's `no_signals`: install no process signal handlers and keep
+   * the process title, for a manager embedded in a program that owns its
+   * signals (the gateway's anonymous pool); drive it with `signal()` instead.
+   */
+  noSignals?: boolean;
 }
 
 type StopSignal = 'SIGTERM' | 'SIGINT';
@@ -200,7 +206,7 @@ export class ProcManager {
     this.state = 'starting';
     this.wrapper = execWrapperPath(); // fail before creating anything if the build is missing
     // Handlers first: a TERM that arrives while we bind is queued and honoured, not fatal.
-    for (const sig of HANDLED_SIGNALS) {
+    for (const sig of this.options.noSignals ? [] : HANDLED_SIGNALS) {
       const listener = (): void => this.enqueue({ kind: 'signal', signal: sig });
       this.signalListeners.set(sig, listener);
       process.on(sig, listener);
@@ -208,7 +214,7 @@ export class ProcManager {
     try {
       this.socket = await openListenSocket(this.options.listen, (msg) => this.log(msg, { type: 'warning' }));
       if (this.options.pidFile !== undefined) this.pidFile = PidFile.claim(this.options.pidFile, this.pid);
-      setProcessTitle(managerTitle(this.options.processTitle));
+      if (!this.options.noSignals) setProcessTitle(managerTitle(this.options.processTitle));
       this.log(`listening on ${this.socket.address}`, { type: 'listening', address: this.socket.address });
       this.log('initialized', { type: 'initialized' });
       await this.options.hooks?.managerInit?.(this);
