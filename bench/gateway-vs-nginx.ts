@@ -1,0 +1,158 @@
+/**
+ * wrk → `gatehouse serve --root` → php-cgi  versus  wrk → nginx (1 worker)
+ * → the same php-cgi, in the same run. One `php-cgi -b SOCK` with
+ * PHP_FCGI_CHILDREN=4 serves both fronts; both use the PHP preset
+ * (try_files … /index.php) on the fixture app and fetch /hello/bench
+ * through its front controller. Each front in its sane configuration for a
+ * one-connection-per-process backend: nginx with its default
+ * fastcgi_keep_conn off (with keep_conn on, connections beyond the 4 workers
+ * starve: wrk timeouts), gatehouse with kept-alive connections and
+ * --max-conns 4 (requests beyond 4 wait in the gateway).
+ *
+ * Prints req/s and p99 per front (median of alternating rounds) and their
+ * ratio, then p99 and the gateway's peak RSS at 1000 concurrent keep-alive
+ * clients.
+ *
+ *   npx tsc -p . && node dist/bench/gateway-vs-nginx.js [--rounds 3] [--duration 10s] [--connections 64] [--burst 1000]
+ *
+ * Needs /usr/sbin/nginx, php-cgi and wrk.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { distPath, fixture, freePort, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
+
+interface WrkResult {
+  rps: number;
+  p99Ms: number;
+  /** Non-2xx answers plus socket errors: any of them makes the run suspect. */
+  errors: string | undefined;
+}
+
+const PATH = '/hello/bench';
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** "1.23ms" / "845.00us" / "1.02s" → ms. */
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
+}
+
+/** Runs wrk (with a raised fd limit for large -c) and parses req/s and the 99th percentile. */
+function wrk(url: string, duration: string, connections: number): Promise<WrkResult> {
+  const threads = Math.min(2, connections);
+  const script = 'ulimit -n 65536 2>/dev/null || true; exec wrk "$@"';
+  const args = ['-c', script, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}`, '--latency', '--timeout', '10s', url];
+  return new Promise((resolve, reject) => {
+    execFile('sh', args, { encoding: 'utf8' }, (err, out) => {
+      if (err) return reject(err);
+      const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+      const p99 = /^\s+99%\s+(\S+)\s*$/m.exec(out);
+      if (!rps || !p99) return reject(new Error(`unexpected wrk output:\n${out}`));
+      const errors = [/Non-2xx or 3xx responses: \d+/.exec(out)?.[0], /Socket errors: .*/.exec(out)?.[0]].filter(Boolean).join('; ');
+      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!), errors: errors === '' ? undefined : errors });
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** The peak RSS of `pid` while `work` runs, sampled every 100 ms. */
+async function peakRss<T>(pid: number, work: Promise<T>): Promise<{ result: T; peakKb: number }> {
+  let peakKb = rssKb(pid);
+  const timer = setInterval(() => (peakKb = Math.max(peakKb, rssKb(pid))), 100);
+  try {
+    return { result: await work, peakKb };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '10s' },
+      connections: { type: 'string', default: '64' },
+      burst: { type: 'string', default: '1000' },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const connections = Number(values.connections);
+  const burst = Number(values.burst);
+  const root = fixture('php-app');
+  const dir = tmpDir('gh-bench-gw-');
+  const sock = join(dir, 'php.sock');
+
+  const php = await startPhpCgi({ path: sock }, { children: 4 });
+  // nginx's workers drop root privileges (to nobody): let them reach the socket.
+  chmodSync(dir, 0o755);
+  chmodSync(sock, 0o666);
+  const nginx = await startNginx(
+    `root ${root};
+    location / { try_files $uri $uri/ /index.php?$query_string; }
+    location ~ [^/]\\.php(/|$) {
+      fastcgi_split_path_info ^(.+?\\.php)(/.*)$;
+      try_files $fastcgi_script_name =404;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_pass unix:${sock};
+    }`,
+    { workers: 1 },
+  );
+  const port = await freePort();
+  const serveJs = distPath('src', 'cli', 'serve.js');
+  const argv = ['--listen', `127.0.0.1:${port}`, '-u', sock, '--max-conns', '4', '--root', root];
+  const gateway = spawnTracked(process.execPath, ['-e', `import(${JSON.stringify(serveJs)}).then((m) => m.runServe(${JSON.stringify(argv)})).then((c) => { process.exitCode = c; })`], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    await waitForConnectable({ port }, 10_000, gateway);
+    const fronts = { gatehouse: `http://127.0.0.1:${port}${PATH}`, nginx: `${nginx.url}${PATH}` };
+    for (const url of Object.values(fronts)) await wrk(url, '2s', connections); // warm up (JIT, connections)
+
+    const runs: Record<keyof typeof fronts, WrkResult[]> = { gatehouse: [], nginx: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const name of ['gatehouse', 'nginx'] as const) {
+        const result = await wrk(fronts[name], values.duration!, connections);
+        if (result.errors) process.stderr.write(`${name} round ${r + 1}: ${result.errors}\n`);
+        runs[name].push(result);
+      }
+    }
+    const summary = (name: keyof typeof fronts): { rps: number; p99: number } => ({
+      rps: median(runs[name].map((x) => x.rps)),
+      p99: median(runs[name].map((x) => x.p99Ms)),
+    });
+    const g = summary('gatehouse');
+    const n = summary('nginx');
+    console.log(`php-cgi: 4 workers on one socket; GET ${PATH}; wrk -c${connections} -d${values.duration}; median of ${rounds} alternating rounds`);
+    console.log(`  gatehouse  ${g.rps.toFixed(0).padStart(7)} req/s   p99 ${g.p99.toFixed(2)} ms`);
+    console.log(`  nginx      ${n.rps.toFixed(0).padStart(7)} req/s   p99 ${n.p99.toFixed(2)} ms`);
+    console.log(`  ratio      ${(g.rps / n.rps).toFixed(2)}× nginx req/s`);
+
+    const pid = gateway.pid!;
+    const idleKb = rssKb(pid);
+    const { result: gBurst, peakKb } = await peakRss(pid, wrk(fronts.gatehouse, values.duration!, burst));
+    const nBurst = await wrk(fronts.nginx, values.duration!, burst);
+    console.log(`${burst} concurrent keep-alive clients (wrk -c${burst} -d${values.duration}):`);
+    console.log(`  gatehouse  ${gBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${gBurst.p99Ms.toFixed(2)} ms   RSS ${(idleKb / 1024).toFixed(0)} MiB idle, ${(peakKb / 1024).toFixed(0)} MiB peak${gBurst.errors ? `   (${gBurst.errors})` : ''}`);
+    console.log(`  nginx      ${nBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${nBurst.p99Ms.toFixed(2)} ms${nBurst.errors ? `   (${nBurst.errors})` : ''}`);
+  } finally {
+    await stopProcess(gateway, 'SIGTERM');
+    await nginx.stop();
+    await php.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,161 @@
+/**
+ * @module gateway/gateway
+ * The HTTP/1.1 front: a node:http server that sorts each request (status
+ * page, --root preset: static file / redirect / refusal / PHP script, or
+ * straight to the backend), answers what node:http's parser rejects (431
+ * for oversized headers, 400 for malformed ones), and shuts down in bounded
+ * time. The per-request work lives in forward.ts and static.ts.
+ */
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { BackendSlots } from './backend-slots.js';
+import { describeCause, sendError } from './error-response.js';
+import { forward, type ForwardContext } from './forward.js';
+import { resolveOptions, type GatewayOptions } from './options.js';
+import { createPhpPreset, type PhpPreset } from './php-preset.js';
+import { serveFile } from './static.js';
+import { GatewayStats, sendStatusPage, type ErrorClass } from './status-page.js';
+
+export type ListenAddress = { port: number; host?: string } | { path: string } | { fd: number };
+
+export interface Gateway {
+  readonly server: http.Server;
+  readonly stats: GatewayStats;
+  /** Resolves with the URL it listens on (`http://127.0.0.1:8080/`, or the socket path). */
+  listen(address: ListenAddress): Promise<string>;
+  /**
+   * Stops accepting, lets in-flight requests finish (up to closeTimeout),
+   * then cuts what is left. Idle keep-alive connections close at once.
+   * Does not close the backend.
+   */
+  close(): Promise<void>;
+}
+
+export function createGateway(gatewayOptions: GatewayOptions): Gateway {
+  const options = resolveOptions(gatewayOptions);
+  const preset = options.root === undefined ? undefined : createPhpPreset(options.root);
+  const stats = new GatewayStats();
+  const slots = options.maxConns === undefined ? undefined : new BackendSlots(options.maxConns);
+  const ctx: ForwardContext = { options, stats, slots };
+  const server = http.createServer({ maxHeaderSize: options.maxHeaderSize });
+  server.keepAliveTimeout = options.keepAliveTimeout;
+  let closing: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
+
+  const onResponseClose = function (this: ServerResponse): void {
+    stats.inFlight--;
+    if (this.writableFinished) stats.served++;
+    else stats.clientAborts++;
+    if (closing !== undefined) {
+      server.closeIdleConnections();
+      if (stats.inFlight === 0) drained?.();
+    }
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
+    stats.inFlight++;
+    res.once('close', onResponseClose);
+    // While shutting down, every response ends its connection.
+    if (closing !== undefined) res.shouldKeepAlive = false;
+    route(ctx, preset, req, res, expectContinue).catch((err: unknown) => {
+      // A bug of ours, not the client's or the backend's: answer, log, keep serving.
+      stats.countError(500);
+      options.log(`500 ${req.method} ${req.url}: ${describeCause(err)}`);
+      if (!res.destroyed) sendError(res, 500, { close: true });
+    });
+  };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => handle(req, res, false));
+  // With a listener here node:http does not send 100 Continue itself: forward() decides.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handle(req, res, true));
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, stats));
+
+  return {
+    server,
+    stats,
+    listen(address) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(address, () => {
+          server.off('error', reject);
+          // After startup, an accept() failure (EMFILE) is logged, not fatal.
+          server.on('error', (err) => options.log(`server error: ${describeCause(err)}`));
+          resolve(urlOf(server.address()));
+        });
+      });
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const done = new Promise<void>((r) => server.close(() => r()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => drained?.(), options.closeTimeout);
+        drained = () => {
+          clearTimeout(timer);
+          server.closeAllConnections();
+        };
+        if (stats.inFlight === 0) drained();
+        void done.then(resolve);
+      });
+      return closing;
+    },
+  };
+}
+
+async function route(ctx: ForwardContext, preset: PhpPreset | undefined, req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
+  const { options, stats } = ctx;
+  const url = req.url ?? '/';
+  if (options.statusPath !== undefined && (url === options.statusPath || url.startsWith(options.statusPath + '?'))) {
+    const backend = options.backendState?.() ?? { protocol: options.backend.protocol, mode: options.backend.mode };
+    if (ctx.slots !== undefined) Object.assign(backend, { 'max conns': ctx.slots.max, 'slots busy': ctx.slots.busy, 'requests waiting': ctx.slots.waiting });
+    return sendStatusPage(req, res, stats, backend);
+  }
+  // Refuse an oversized body before reading a byte of it (and before any 100 Continue).
+  const cl = req.headers['content-length'];
+  if (cl !== undefined && Number(cl) > options.maxBodySize) return refuse(stats, res, 413, { close: true });
+
+  if (preset === undefined) return forward(ctx, req, res, expectContinue);
+  const decision = preset.resolve(url);
+  switch (decision.kind) {
+    case 'script':
+      return forward(ctx, req, res, expectContinue, decision.script);
+    case 'static':
+      serveFile(req, res, decision.file);
+      return;
+    case 'redirect':
+      return refuse(stats, res, 301, { headers: { Location: decision.location } });
+    case 'refused':
+      return refuse(stats, res, decision.status);
+  }
+}
+
+function refuse(stats: GatewayStats, res: ServerResponse, status: number, options: Parameters<typeof sendError>[2] = {}): void {
+  if (status >= 400) stats.countError(status as ErrorClass);
+  sendError(res, status, options);
+}
+
+/**
+ * What node:http's parser rejected, answered like its default handler but
+ * counted: 431 for headers over maxHeaderSize, 408 for a request that took
+ * too long to arrive, 400 for anything malformed (CR/LF injection included).
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex, stats: GatewayStats): void {
+  const inResponse = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true;
+  if (err.code === 'ECONNRESET' || !socket.writable || inResponse) {
+    socket.destroy();
+    return;
+  }
+  const status: ErrorClass = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  stats.countError(status);
+  const body = `${status} ${STATUS_CODES[status]}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function urlOf(address: AddressInfo | string | null): string {
+  if (address === null) return '';
+  if (typeof address === 'string') return address;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}/`;
+}

@@ -1,0 +1,68 @@
+/**
+ * @module gateway/status-page
+ * The gateway's counters and the small page that shows them (only at the
+ * configured statusPath): requests served, in flight, errors by status, and
+ * whatever the backend reports about itself. Plain text by default, JSON for
+ * `?json` or `Accept: application/json` (php-fpm's status page does both).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** The error statuses the gateway itself produces, counted separately. */
+export const ERROR_CLASSES = [400, 403, 404, 405, 408, 413, 431, 500, 502, 503, 504] as const;
+export type ErrorClass = (typeof ERROR_CLASSES)[number];
+
+export class GatewayStats {
+  readonly startedAt = new Date();
+  /** Requests answered (whatever the status). */
+  served = 0;
+  inFlight = 0;
+  /** Client connections that went away before their response was complete. */
+  clientAborts = 0;
+  /** Responses the gateway produced itself for these reasons (not the application's own 404s). */
+  readonly errors = new Map<ErrorClass, number>();
+  /**
+   * The application's response broke off after its head had been sent:
+   * the client connection was cut, no status could be sent.
+   */
+  brokenResponses = 0;
+
+  countError(status: ErrorClass): void {
+    this.errors.set(status, (this.errors.get(status) ?? 0) + 1);
+  }
+
+  snapshot(backend: Record<string, unknown>): Record<string, unknown> {
+    return {
+      'start time': this.startedAt.toISOString(),
+      'start since': Math.floor((Date.now() - this.startedAt.getTime()) / 1000),
+      'requests served': this.served,
+      'requests in flight': this.inFlight,
+      'client aborts': this.clientAborts,
+      'broken responses': this.brokenResponses,
+      errors: Object.fromEntries([...this.errors].sort(([a], [b]) => a - b).map(([k, v]) => [String(k), v])),
+      backend,
+    };
+  }
+}
+
+/** Writes the status page; `backend` is the backend's own report (protocol, mode, …). */
+export function sendStatusPage(req: IncomingMessage, res: ServerResponse, stats: GatewayStats, backend: Record<string, unknown>): void {
+  const snap = stats.snapshot(backend);
+  const wantsJson = (req.url ?? '').includes('?json') || (req.headers.accept ?? '').includes('application/json');
+  const body = wantsJson ? JSON.stringify(snap) + '\n' : toText(snap);
+  res.writeHead(200, {
+    'Content-Type': wantsJson ? 'application/json' : 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    // A status page is a live reading, never a cached one.
+    'Cache-Control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function toText(snap: Record<string, unknown>, indent = ''): string {
+  let out = '';
+  for (const [k, v] of Object.entries(snap)) {
+    if (v !== null && typeof v === 'object') out += `${indent}${k}:\n${toText(v as Record<string, unknown>, indent + '  ')}`;
+    else out += `${indent}${k}: ${String(v)}\n`;
+  }
+  return out;
+}
