@@ -7,11 +7,11 @@
  */
 import http from 'node:http';
 import { Readable } from 'node:stream';
-import type { BackendAddress, BackendOptions, BackendProtocol } from '../backend/contract.js';
+import type { BackendOptions, BackendProtocol } from '../backend/contract.js';
 import { BackendError } from '../backend/contract.js';
 import { createBackend, type GatehouseBackend } from '../backend/create-backend.js';
 import { decideMode } from '../backend/modes.js';
-import { parseTcpSpec, parseUnixSpec } from '../backend/address.js';
+import { applyBackendFlag, BACKEND_SHORT_FLAGS, onStopSignals, parseHttpListen, parseUntilProgram, type BackendFlags, type OptionSpec } from './backend-flags.js';
 import { statusForBackendError } from '../backend/errors.js';
 import { causeChain, serveAshdRequest } from '../backend/ashd/serve.js';
 import { loadNative } from '../pool/native.js';
@@ -25,10 +25,7 @@ export interface CallHandlerSpec {
   protocol: BackendProtocol;
 }
 
-export interface CallOptions {
-  retries: number;
-  address: BackendAddress | undefined;
-  processes: number;
+export interface CallOptions extends BackendFlags {
   http: { host: string; port: number } | undefined;
   program: string[];
 }
@@ -42,20 +39,7 @@ export function usage(name: string): string {
 /** A body without Content-Length is buffered (up to this) to learn the CONTENT_LENGTH CGI needs. */
 const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 
-const WITH_ARGUMENT = new Set(['N', 'i', 'u', 't', 'n']);
-
-function nonNegativeInt(flag: string, value: string, min: number): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-    throw new SyntaxError(`-${flag} needs an integer ≥ ${min}, not '${value}'`);
-  }
-  return Number(value);
-}
-
-function parseHttpSpec(spec: string): { host: string; port: number } {
-  const { host, port } = parseTcpSpec(spec.includes(':') || spec.startsWith('[') ? spec : `127.0.0.1:${spec}`);
-  if (!/^[0-9]+$/.test(port) || Number(port) > 65535) throw new SyntaxError(`--http needs a numeric port, not '${port}'`);
-  return { host, port: Number(port) };
-}
+const OPTION_SPEC: OptionSpec = { short: BACKEND_SHORT_FLAGS, long: new Set(['--http']) };
 
 /**
  * Options up to the first non-option (getopt's "+"): PROGRAM's own
@@ -63,64 +47,17 @@ function parseHttpSpec(spec: string): { host: string; port: number } {
  * take their argument attached or as the next word; `--` ends the options.
  */
 export function parseCallArgs(argv: readonly string[]): ParseResult {
-  const opts: CallOptions = { retries: 0, address: undefined, processes: 1, http: undefined, program: [] };
-  const addressFlags = new Set<string>();
-  let i = 0;
+  const parsed = parseUntilProgram(argv, OPTION_SPEC);
+  if (parsed.kind !== 'ok') return parsed;
+  const opts: CallOptions = { retries: 0, address: undefined, processes: 1, http: undefined, program: parsed.program };
   try {
-    for (; i < argv.length; i++) {
-      const arg = argv[i]!;
-      if (arg === '--') {
-        i++;
-        break;
-      }
-      if (arg === '--http' || arg.startsWith('--http=')) {
-        const value = arg === '--http' ? argv[++i] : arg.slice('--http='.length);
-        if (value === undefined) return { kind: 'error', message: '--http needs [HOST:]PORT' };
-        opts.http = parseHttpSpec(value);
-        continue;
-      }
-      if (arg.startsWith('--')) return { kind: 'error', message: `unknown option '${arg}'` };
-      if (!arg.startsWith('-') || arg === '-') break;
-      for (let j = 1; j < arg.length; j++) {
-        const flag = arg[j]!;
-        if (flag === 'h') return { kind: 'help' };
-        if (!WITH_ARGUMENT.has(flag)) return { kind: 'error', message: `unknown option '-${flag}'` };
-        let value = arg.slice(j + 1);
-        if (value === '') {
-          const next = argv[++i];
-          if (next === undefined) return { kind: 'error', message: `option '-${flag}' needs an argument` };
-          value = next;
-        }
-        switch (flag) {
-          case 'N':
-            opts.retries = nonNegativeInt('N', value, 0);
-            break;
-          case 'n':
-            opts.processes = nonNegativeInt('n', value, 1);
-            break;
-          case 'i':
-            opts.address = { kind: 'id', id: value };
-            addressFlags.add('i');
-            break;
-          case 'u':
-            opts.address = parseUnixSpec(value);
-            addressFlags.add('u');
-            break;
-          case 't': {
-            const t = parseTcpSpec(value);
-            opts.address = { kind: 'tcp', host: t.host, port: t.port };
-            addressFlags.add('t');
-            break;
-          }
-        }
-        break; // the rest of this word was the argument
-      }
+    for (const [name, value = ''] of parsed.options) {
+      if (name === '--http') opts.http = parseHttpListen('--http', value);
+      else applyBackendFlag(opts, name, value);
     }
   } catch (err) {
     return { kind: 'error', message: (err as Error).message };
   }
-  if (addressFlags.size > 1) return { kind: 'error', message: 'at most one of -i, -u or -t may be given' };
-  opts.program = argv.slice(i);
   if (opts.address === undefined && opts.program.length === 0) {
     return { kind: 'error', message: 'need an address (-i, -u or -t) or a PROGRAM to start' };
   }
@@ -174,29 +111,6 @@ interface ServeContext {
   log: (line: string) => void;
 }
 
-/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
-function onStopSignal(log: (line: string) => void): { stopped: Promise<string>; dispose: () => void } {
-  let fire: (why: string) => void = () => {};
-  const stopped = new Promise<string>((resolve) => (fire = resolve));
-  let count = 0;
-  const handler = (sig: NodeJS.Signals): void => {
-    if (++count > 1) {
-      log(`${sig} again: exiting now`);
-      process.exit(1);
-    }
-    fire(sig);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-    },
-  };
-}
-
 /** The ashd persistent-handler loop: requests arrive on fd 0 until EOF or a stop signal. */
 async function serveAshd(backend: GatehouseBackend, ctx: ServeContext): Promise<number> {
   const inFlight = new Set<Promise<void>>();
@@ -231,7 +145,7 @@ async function serveAshd(backend: GatehouseBackend, ctx: ServeContext): Promise<
     await backend.close();
     return 1;
   }
-  const signals = onStopSignal(ctx.log);
+  const signals = onStopSignals(ctx.log);
   await Promise.race([eof, signals.stopped]);
   receiver.stop();
   // In-flight requests finish; then the mode cleans up (anonymous: SIGTERM the child, remove the socket).
@@ -257,7 +171,7 @@ async function serveHttp(backend: GatehouseBackend, where: { host: string; port:
     return 1;
   }
   ctx.log(`serving HTTP on ${where.host}:${where.port}`);
-  const signals = onStopSignal(ctx.log);
+  const signals = onStopSignals(ctx.log);
   await signals.stopped;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();

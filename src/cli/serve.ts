@@ -8,10 +8,11 @@
  * (address only → client, PROGRAM only → anonymous, both → launching, or
  * mixed with -N).
  */
-import type { BackendAddress, BackendOptions, BackendProtocol } from '../backend/contract.js';
+import type { BackendOptions, BackendProtocol } from '../backend/contract.js';
 import { createBackend, GatehouseBackend } from '../backend/create-backend.js';
 import { decideMode } from '../backend/modes.js';
-import { describeAddress, parseTcpSpec, parseUnixSpec } from '../backend/address.js';
+import { describeAddress } from '../backend/address.js';
+import { applyBackendFlag, BACKEND_SHORT_FLAGS, integerFlag, onStopSignals, parseHttpListen, parseUntilProgram, type BackendFlags, type OptionSpec } from './backend-flags.js';
 import type { Backend } from '../backend/contract.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
 import { describeCause } from '../gateway/error-response.js';
@@ -50,12 +51,9 @@ const PHP_PROGRAM = ['php-cgi'];
 /** After closeTimeout, how long the backend gets to stop its children before we give up. */
 const BACKEND_CLOSE_GRACE_MS = 15_000;
 
-export interface ServeFlags {
+export interface ServeFlags extends BackendFlags {
   listen: { host: string; port: number };
   protocol: BackendProtocol;
-  address: BackendAddress | undefined;
-  retries: number;
-  processes: number;
   root: string | undefined;
   timeoutMs: number;
   statusPath: string | undefined;
@@ -65,8 +63,11 @@ export interface ServeFlags {
 
 export type ServeParse = { kind: 'run'; options: ServeFlags } | { kind: 'help' } | { kind: 'error'; message: string };
 
-const SHORT_WITH_ARGUMENT = new Set(['N', 'i', 'u', 't', 'n']);
-const LONG_WITH_ARGUMENT = new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns']);
+const OPTION_SPEC: OptionSpec = {
+  short: BACKEND_SHORT_FLAGS,
+  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns']),
+  longFlags: new Set(['--fastcgi', '--scgi']),
+};
 
 /**
  * Options up to the first non-option (getopt's "+", as callscgi): PROGRAM's
@@ -75,6 +76,8 @@ const LONG_WITH_ARGUMENT = new Set(['--listen', '--root', '--timeout', '--status
  * attached or as the next word.
  */
 export function parseServeArgs(argv: readonly string[]): ServeParse {
+  const parsed = parseUntilProgram(argv, OPTION_SPEC);
+  if (parsed.kind !== 'ok') return parsed;
   const o: ServeFlags = {
     listen: DEFAULT_LISTEN,
     protocol: 'fastcgi',
@@ -85,53 +88,16 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     timeoutMs: 60_000,
     statusPath: undefined,
     maxConns: undefined,
-    program: [],
+    program: parsed.program,
   };
-  const addressFlags = new Set<string>();
-  let i = 0;
   try {
-    for (; i < argv.length; i++) {
-      const arg = argv[i]!;
-      if (arg === '--') {
-        i++;
-        break;
-      }
-      if (arg.startsWith('--')) {
-        const eq = arg.indexOf('=');
-        const name = eq < 0 ? arg : arg.slice(0, eq);
-        if (name === '--help') return { kind: 'help' };
-        if (name === '--fastcgi' || name === '--scgi') {
-          if (eq >= 0) return { kind: 'error', message: `option '${name}' takes no argument` };
-          o.protocol = name === '--scgi' ? 'scgi' : 'fastcgi';
-          continue;
-        }
-        if (!LONG_WITH_ARGUMENT.has(name)) return { kind: 'error', message: `unknown option '${name}'` };
-        const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
-        if (value === undefined) return { kind: 'error', message: `option '${name}' needs an argument` };
-        applyLong(o, name, value);
-        continue;
-      }
-      if (!arg.startsWith('-') || arg === '-') break;
-      for (let j = 1; j < arg.length; j++) {
-        const flag = arg[j]!;
-        if (flag === 'h') return { kind: 'help' };
-        if (!SHORT_WITH_ARGUMENT.has(flag)) return { kind: 'error', message: `unknown option '-${flag}'` };
-        let value = arg.slice(j + 1);
-        if (value === '') {
-          const next = argv[++i];
-          if (next === undefined) return { kind: 'error', message: `option '-${flag}' needs an argument` };
-          value = next;
-        }
-        applyShort(o, flag, value);
-        if ('iut'.includes(flag)) addressFlags.add(flag);
-        break; // the rest of this word was the argument
-      }
+    for (const [name, value = ''] of parsed.options) {
+      if (name.startsWith('--')) applyLong(o, name, value);
+      else applyBackendFlag(o, name, value);
     }
   } catch (err) {
     return { kind: 'error', message: (err as Error).message };
   }
-  if (addressFlags.size > 1) return { kind: 'error', message: 'at most one of -i, -u or -t may be given' };
-  o.program = argv.slice(i);
   if (o.program.length === 0 && o.address === undefined) {
     if (o.root === undefined) return { kind: 'error', message: 'need an address (-i, -u or -t) or a PROGRAM to start' };
     o.program = PHP_PROGRAM;
@@ -143,8 +109,12 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
 
 function applyLong(o: ServeFlags, name: string, value: string): void {
   switch (name) {
+    case '--fastcgi':
+    case '--scgi':
+      o.protocol = name === '--scgi' ? 'scgi' : 'fastcgi';
+      return;
     case '--listen':
-      o.listen = parseListen(value);
+      o.listen = parseHttpListen('--listen', value);
       return;
     case '--root':
       if (value === '') throw new SyntaxError('--root needs a directory');
@@ -161,45 +131,9 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
       o.statusPath = value;
       return;
     case '--max-conns':
-      o.maxConns = integer('--max-conns', value, 1);
+      o.maxConns = integerFlag('--max-conns', value, 1);
       return;
   }
-}
-
-function applyShort(o: ServeFlags, flag: string, value: string): void {
-  switch (flag) {
-    case 'N':
-      o.retries = integer('-N', value, 0);
-      return;
-    case 'n':
-      o.processes = integer('-n', value, 1);
-      return;
-    case 'i':
-      o.address = { kind: 'id', id: value };
-      return;
-    case 'u':
-      o.address = parseUnixSpec(value);
-      return;
-    case 't': {
-      const t = parseTcpSpec(value);
-      o.address = { kind: 'tcp', host: t.host, port: t.port };
-      return;
-    }
-  }
-}
-
-function integer(flag: string, value: string, min: number): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
-    throw new SyntaxError(`${flag} needs an integer ≥ ${min}, not '${value}'`);
-  }
-  return Number(value);
-}
-
-/** `8080`, `HOST:8080`, `[::1]:8080`; the host defaults to 127.0.0.1 (not every interface). */
-function parseListen(spec: string): { host: string; port: number } {
-  const { host, port } = parseTcpSpec(spec.includes(':') || spec.startsWith('[') ? spec : `${DEFAULT_LISTEN.host}:${spec}`);
-  if (!/^[0-9]+$/.test(port) || Number(port) > 65535) throw new SyntaxError(`--listen needs a numeric port, not '${port}'`);
-  return { host, port: Number(port) };
 }
 
 /**
@@ -270,7 +204,7 @@ export async function runServe(argv: string[]): Promise<number> {
     await backend.close();
     return 1;
   }
-  const signals = stopSignals(log);
+  const signals = onStopSignals(log);
   let url: string;
   try {
     url = await gateway.listen(o.listen);
@@ -310,27 +244,4 @@ function backendState(backend: Backend): Record<string, unknown> {
     }
   }
   return state;
-}
-
-/** Resolves with the first SIGTERM/SIGINT; a second one exits at once (an operator who means it). */
-function stopSignals(log: (line: string) => void): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
-  let fire: (sig: NodeJS.Signals) => void = () => {};
-  const stopped = new Promise<NodeJS.Signals>((resolve) => (fire = resolve));
-  let count = 0;
-  const handler = (sig: NodeJS.Signals): void => {
-    if (++count > 1) {
-      log(`${sig} again: exiting now`);
-      process.exit(1);
-    }
-    fire(sig);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-    },
-  };
 }
