@@ -22,6 +22,7 @@ export function fixture(...parts: string[]): string {
   return join(repoRoot, 'test', 'fixtures', ...parts);
 }
 
+const EXEC_WRAPPER = join(repoRoot, 'build', 'Release', 'gatehouse-exec');
 const tracked = new Set<ChildProcess>();
 const dirs = new Set<string>();
 
@@ -63,7 +64,12 @@ export function tmpDir(prefix = 'gh-test-'): string {
  * (by group) when the test process exits, even if a test forgot.
  */
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, detached: true });
+  // Through gatehouse-exec (when built) the peer also dies if this test process
+  // is SIGKILLed, when no exit handler runs. Not when a test passes fds above 2:
+  // the wrapper marks those close-on-exec.
+  const extraFds = Array.isArray(opts.stdio) && opts.stdio.length > 3;
+  const [file, argv] = existsSync(EXEC_WRAPPER) && !extraFds ? [EXEC_WRAPPER, [String(process.pid), 'KILL', '--', cmd, ...args]] : [cmd, args];
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, detached: true });
   tracked.add(child);
   child.once('exit', () => tracked.delete(child));
   return child;
