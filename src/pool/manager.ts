@@ -42,6 +42,8 @@ export const MANAGER_PID_ENV = 'GATEHOUSE_PM_MANAGER_PID';
 
 /** If SIGKILLed workers are not reaped within this time (D state), exit anyway. */
 const REAP_AFTER_KILL_MS = 5000;
+/** See cleanExitsTooFast(): beyond this many status-0 quick exits per worker per second, back off. */
+const CLEAN_EXITS_PER_WORKER_PER_SECOND = 20;
 
 export interface WorkerCommand {
   program: string;
@@ -144,6 +146,8 @@ export class ProcManager {
   private readonly options: Required<Pick<ProcManagerOptions, 'nProcesses' | 'dieTimeout' | 'orphanSignal' | 'minUptimeMs'>> &
     ProcManagerOptions;
   private readonly workerTable = new Map<number, WorkerRecord>();
+  /** When recent status-0 quick exits happened (a one-second window). */
+  private readonly cleanExits: number[] = [];
   private readonly queue: QueuedEvent[] = [];
   private readonly backoff: RespawnBackoff;
   private readonly signalListeners = new Map<HandledSignal, () => void>();
@@ -315,7 +319,22 @@ export class ProcManager {
       signal,
       uptimeMs,
     });
-    if (this.state === 'running' && !w.retiring && uptimeMs < this.options.minUptimeMs) this.noteQuickDeath(now);
+    if (this.state !== 'running' || w.retiring || uptimeMs >= this.options.minUptimeMs) return;
+    if (code === 0 && !this.cleanExitsTooFast(now)) return;
+    this.noteQuickDeath(now);
+  }
+
+  /**
+   * A quick exit with status 0 is a worker recycling itself (php-cgi after
+   * PHP_FCGI_MAX_REQUESTS, libfcgi max requests), which under load happens
+   * many times a second and must be replaced at once, as the original does.
+   * Only a rate no recycling pool reaches (more than 20 per worker per second)
+   * counts as a crash loop of a program that exits 0.
+   */
+  private cleanExitsTooFast(now: number): boolean {
+    this.cleanExits.push(now);
+    while (this.cleanExits.length > 0 && now - this.cleanExits[0]! > 1000) this.cleanExits.shift();
+    return this.cleanExits.length > CLEAN_EXITS_PER_WORKER_PER_SECOND * this.options.nProcesses;
   }
 
   private noteQuickDeath(now: number): void {

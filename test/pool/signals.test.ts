@@ -164,6 +164,23 @@ describe('signals (gatehouse manage -- perl app.pl)', () => {
     assert.equal((await pm.exited).code, 0);
   });
 
+  it('a worker recycling itself with status 0 under 1 s is replaced at once, without backoff (php-cgi max requests)', async () => {
+    const dir = tempDir();
+    const pm = startGatehouse(['-n', '1', '-s', join(dir, 'r.sock'), '--', 'sh', '-c', 'sleep 0.1; exit 0']);
+    await pm.waitFor(STARTED, { count: 8, timeoutMs: 10_000 });
+    assert.doesNotMatch(pm.text(), /respawning too fast/);
+    process.kill(pm.pid, 'SIGTERM');
+    assert.equal((await pm.exited).code, 0);
+  });
+
+  it('a program exiting 0 at once in a loop still ends up throttled (no respawn storm)', async () => {
+    const dir = tempDir();
+    const pm = startGatehouse(['-n', '1', '-s', join(dir, 'z.sock'), '--', 'sh', '-c', 'exit 0']);
+    await pm.waitFor(/respawning too fast: waiting/, { timeoutMs: 10_000 });
+    process.kill(pm.pid, 'SIGTERM');
+    assert.equal((await pm.exited).code, 0);
+  });
+
   it('a worker crashing at start: spawn gaps grow, the manager stays up and answers TERM', async () => {
     const dir = tempDir();
     const pm = startGatehouse(['-n', '1', '-s', join(dir, 'c.sock'), '--', 'sh', '-c', 'exit 3']);
