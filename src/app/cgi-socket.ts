@@ -21,6 +21,8 @@ import { ChunkedDecoder, headStatus, toCgiHead } from './cgi-head.js';
 import type { RequestHead } from './request-head.js';
 
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** A hop-by-hop field in a head (toCgiHead removes them; the fast path only takes heads without). */
+const HOP_BY_HOP_FIELD = /\r\n(?:connection|keep-alive|transfer-encoding):/i;
 
 type Piece = [data: string | Buffer, encoding: BufferEncoding | undefined];
 
@@ -33,6 +35,21 @@ export interface CgiSocketHooks {
   onHead?(status: number): void;
   /** Output is about to be written (see Exchange#batch). */
   beforeWrite?(): void;
+  /** A write filled the socket's buffer: it will emit 'drain' (called once per socket, before the first such 'drain'). */
+  needDrain?(): void;
+}
+
+/**
+ * Where a CgiSocket writes the CGI response: the part of a Writable it uses
+ * (any Writable is one), so a protocol layer can offer something lighter.
+ */
+export interface CgiOutput {
+  readonly destroyed: boolean;
+  readonly writableNeedDrain: boolean;
+  write(data: string | Buffer, encoding?: BufferEncoding): boolean;
+  cork(): void;
+  uncork(): void;
+  once(event: 'drain', listener: () => void): unknown;
 }
 
 /** What node:http's ServerResponse sets on its socket (assignSocket). */
@@ -53,17 +70,22 @@ export class CgiSocket extends Duplex {
   declare _httpMessage: AttachedMessage | null | undefined;
   readonly connecting = false;
 
-  readonly #out: Writable;
+  readonly #out: CgiOutput;
   readonly #hooks: CgiSocketHooks;
   /** Bytes of a head that arrived in pieces (never with Node's own writer, kept for safety). */
   #partialHead: Buffer | null = null;
   #headDone = false;
   #decoder: ChunkedDecoder | null = null;
   #timeout = 0;
+  #needDrainTold = false;
 
-  constructor(out: Writable, head: RequestHead, hooks: CgiSocketHooks) {
-    // decodeStrings off: Node hands us "head + body" as one string; we rewrite it without a Buffer round trip.
-    super({ decodeStrings: false, allowHalfOpen: true });
+  constructor(out: Writable | CgiOutput, head: RequestHead, hooks: CgiSocketHooks) {
+    // No options object: the stream constructors then skip a dozen (megamorphic) option lookups,
+    // and their defaults are ours (allowHalfOpen included) but for decodeStrings, set just after.
+    super();
+    // decodeStrings off: Node hands us "head + body" as one string; we rewrite it without a Buffer
+    // round trip. (Were this setting ever ignored, strings would arrive as Buffers, which work too.)
+    (this as unknown as { _writableState: { decodeStrings: boolean } })._writableState.decodeStrings = false;
     this.#out = out;
     this.#hooks = hooks;
     this.remoteAddress = head.remoteAddress;
@@ -120,7 +142,10 @@ export class CgiSocket extends Duplex {
 
   override resume(): this {
     this.#hooks.onResume();
-    return super.resume();
+    // Nothing ever arrives on the read side, so there is nothing to flow: only undo a pause()
+    // (readStop), rather than start flowing on every request's first read (a resume_ tick and a read(0)).
+    if (this.isPaused()) super.resume();
+    return this;
   }
 
   // ------------------------------------------------------------ stream implementation
@@ -130,12 +155,14 @@ export class CgiSocket extends Duplex {
   }
 
   override _write(chunk: string | Buffer, encoding: BufferEncoding | 'buffer', cb: (err?: Error | null) => void): void {
+    if (!this.#needDrainTold && this.writableNeedDrain) this.#tellNeedDrain();
     const pieces: Piece[] = [];
     this.#take(chunk, encoding === 'buffer' ? undefined : encoding, pieces);
     this.#send(pieces, cb);
   }
 
   override _writev(chunks: Array<{ chunk: string | Buffer; encoding: BufferEncoding | 'buffer' }>, cb: (err?: Error | null) => void): void {
+    if (!this.#needDrainTold && this.writableNeedDrain) this.#tellNeedDrain();
     const pieces: Piece[] = [];
     for (const { chunk, encoding } of chunks) this.#take(chunk, encoding === 'buffer' ? undefined : encoding, pieces);
     this.#send(pieces, cb);
@@ -148,6 +175,12 @@ export class CgiSocket extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#hooks.onDestroy(err);
     cb(err);
+  }
+
+  /** The Writable owes a 'drain' (set before _write is called for the write that filled it). */
+  #tellNeedDrain(): void {
+    this.#needDrainTold = true;
+    this.#hooks.needDrain?.();
   }
 
   /** Turns one write from node:http into what goes to the protocol layer. */
@@ -177,6 +210,10 @@ export class CgiSocket extends Duplex {
    * the final (non-1xx) head, or null if the head is not complete yet.
    */
   #takeHead(chunk: string | Buffer, encoding: BufferEncoding | undefined, pieces: Piece[]): string | Buffer | null {
+    if (this.#partialHead === null && typeof chunk === 'string') {
+      const fast = this.#takeWholeHead(chunk, encoding, pieces);
+      if (fast !== null) return fast;
+    }
     let data: string | Buffer = chunk;
     if (this.#partialHead !== null) {
       data = Buffer.concat([this.#partialHead, typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk]);
@@ -202,6 +239,32 @@ export class CgiSocket extends Duplex {
       pieces.push([toCgiHead(head), typeof data === 'string' ? encoding : 'latin1']);
       return data;
     }
+  }
+
+  /**
+   * The usual case, done with less string work: Node's writer hands over a
+   * final head ("HTTP/1.1 200 OK\r\n…\r\n\r\n", no hop-by-hop field, as
+   * we remove Connection and Transfer-Encoding) in one string, usually with
+   * the body. Its CGI form is then "Status: " + everything after
+   * "HTTP/1.1 ", head and body in one piece. Returns what follows (always ''
+   * here), or null to leave the chunk to the general path.
+   */
+  #takeWholeHead(data: string, encoding: BufferEncoding | undefined, pieces: Piece[]): string | null {
+    const end = data.indexOf('\r\n\r\n');
+    // "HTTP/1.1 2…": a final status, the code right after the version and its space.
+    if (end < 0 || data.indexOf(' ') !== 8 || data.charCodeAt(9) === 0x31 || data.indexOf('\r\n') < 9) return null;
+    if (HOP_BY_HOP_FIELD.test(data.length === end + 4 ? data : data.slice(0, end + 4))) return null;
+    this.#headDone = true;
+    if (this.#hooks.onHead) this.#hooks.onHead(headStatus(data));
+    const cgi = 'Status: ' + data.slice(9);
+    if (this._httpMessage?.chunkedEncoding === true) {
+      // Framed body: the head goes as is, the rest through the decoder.
+      this.#decoder = new ChunkedDecoder();
+      pieces.push([cgi.slice(0, end + 3), encoding]);
+      return data.slice(end + 4);
+    }
+    pieces.push([cgi, encoding]);
+    return '';
   }
 
   #send(pieces: Piece[], cb: (err?: Error | null) => void): void {

@@ -14,8 +14,10 @@ import { paramsObject } from './request-head.js';
 
 const kInfo = Symbol('gatehouse.requestInfo');
 
-interface RequestInfo {
-  exchange: Exchange;
+/** What is kept on a request (dispatch.ts's per-request object is one). */
+export interface RequestInfo {
+  readonly exchange: Exchange;
+  /** cgiParams(), once built. */
   params: Record<string, string> | null;
 }
 
@@ -23,7 +25,12 @@ type Tagged = IncomingMessage & { [kInfo]?: RequestInfo };
 
 /** Links a request to its exchange (dispatch.ts). */
 export function attachExchange(req: IncomingMessage, exchange: Exchange): void {
-  (req as Tagged)[kInfo] = { exchange, params: null };
+  attachRequestInfo(req, { exchange, params: null });
+}
+
+/** Links a request to an existing RequestInfo. */
+export function attachRequestInfo(req: IncomingMessage, info: RequestInfo): void {
+  (req as Tagged)[kInfo] = info;
 }
 
 function info(req: IncomingMessage): RequestInfo | undefined {

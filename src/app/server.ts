@@ -206,7 +206,7 @@ export class Server extends net.Server implements DispatchHost {
         tracked.served++;
         // A request that slipped in while we close (the fresh-connection grace): serve it, take no more here.
         if (this.#closing) conn.close();
-        this.#serve(new FastCgiExchange(req, conn), req);
+        this.#serve(new FastCgiExchange(req, conn));
       },
     );
     conn.on('protocolError', (err: Error) => this.#protocolError(err, socket));
@@ -245,7 +245,7 @@ export class Server extends net.Server implements DispatchHost {
         tracked.served++;
         active = 1;
         socket.once('close', () => (active = 0));
-        this.#serve(new ScgiExchange(req, socket), null);
+        this.#serve(new ScgiExchange(req, socket));
       },
     );
     const tracked: Tracked = {
@@ -261,21 +261,18 @@ export class Server extends net.Server implements DispatchHost {
     return tracked;
   }
 
-  #serve(exchange: FastCgiExchange | ScgiExchange, fcgi: FcgiServerRequest | null): void {
+  #serve(exchange: FastCgiExchange | ScgiExchange): void {
     this.#requestsServed++;
     this.#inFlight++;
-    let counted = true;
-    const done = (): void => {
-      if (!counted) return;
-      counted = false;
-      this.#inFlight--;
-      if (this.#inFlight === 0) this.emit('idle');
-    };
-    // The protocol layer is done with the request (END_REQUEST written, or aborted / connection gone).
-    if (fcgi) fcgi.once('close', done);
-    else (exchange.output as net.Socket).once('close', done);
-    dispatch(this, exchange);
+    // #requestDone runs once the protocol layer is done with the request (END_REQUEST written, or aborted / connection gone).
+    dispatch(this, exchange, this.#requestDone);
   }
+
+  /** One function for all requests (dispatch calls it once per request), not a closure each. */
+  readonly #requestDone = (): void => {
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.emit('idle');
+  };
 
   /**
    * Bad protocol bytes or a socket failure on one connection (the protocol

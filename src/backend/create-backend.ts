@@ -77,6 +77,7 @@ export class GatehouseBackend implements Backend {
         keepConn: options.keepConn ?? true,
         maxIdleConnections: options.maxIdleConnections ?? DEFAULT_MAX_IDLE_CONNECTIONS,
         idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        ...(this.mode === 'anonymous' && { processes: pool !== undefined ? (options.processes ?? 1) : 1 }),
         log,
       });
     }

@@ -11,11 +11,8 @@ import {
   decodeEndRequestBody,
   decodeGetValuesResult,
   decodeUnknownTypeBody,
-  encodeBeginRequestBody,
   encodeGetValues,
-  encodePairs,
   encodeRecord,
-  encodeStream,
   requireManagementId,
   type FcgiRecord,
 } from './codec.js';
@@ -26,6 +23,7 @@ import { InboundGate } from './inbound.js';
 import { RecordOutput } from './outbound.js';
 import { RecordParser } from './record-parser.js';
 import { ClientRequest, type ClientRequestHost } from './client-request.js';
+import { ClientExchange, encodeRequestHead, type ClientRecordTarget, type ExchangeHost, type ExchangeSink } from './client-exchange.js';
 
 export interface FcgiClientRequestOptions {
   /** Default RESPONDER. */
@@ -58,13 +56,13 @@ interface PendingValues {
  * requests multiplexed on it (see inbound.ts); a request that ends releases
  * the pause even if its stdout is still unread.
  */
-export class FastCgiClientConnection extends EventEmitter implements ClientRequestHost {
+export class FastCgiClientConnection extends EventEmitter implements ClientRequestHost, ExchangeHost {
   readonly socket: Duplex;
   readonly #highWaterMark: number;
   readonly #parser = new RecordParser();
   readonly #out: RecordOutput;
   readonly #gate: InboundGate;
-  readonly #requests = new Map<number, ClientRequest>();
+  readonly #requests = new Map<number, ClientRecordTarget>();
   readonly #pendingValues: PendingValues[] = [];
   #reusable = true;
   #closed = false;
@@ -112,7 +110,7 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
   request(params: ParamList, opts: FcgiClientRequestOptions = {}): ClientRequest {
     const role = opts.role ?? 'RESPONDER';
     const keepConn = opts.keepConn ?? true;
-    const id = this.#allocateId();
+    const id = this.closed ? null : this.#allocateId();
     const req = new ClientRequest(this, { out: this.#out, gate: this.#gate, highWaterMark: this.#highWaterMark }, id ?? 0, role === 'FILTER');
     if (this.closed || id === null) {
       const err = this.closed
@@ -126,14 +124,31 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
     }
     // Encoded before the id is taken, so an encoding error leaks nothing. One
     // write carries BEGIN_REQUEST, the PARAMS records and their empty terminator.
-    const head = Buffer.concat([
-      encodeRecord(RecordType.BEGIN_REQUEST, id, encodeBeginRequestBody(roleNumber(role), keepConn)),
-      ...encodeStream(RecordType.PARAMS, id, encodePairs(params), { end: true }),
-    ]);
+    const head = encodeRequestHead(id, roleNumber(role), keepConn, params, false);
     if (!keepConn) this.#reusable = false;
     this.#requests.set(id, req);
     this.#out.write(head);
     return req;
+  }
+
+  /**
+   * Starts a RESPONDER request whose records go to `sink` (no streams, no
+   * events): BEGIN_REQUEST, PARAMS and — with `endStdin`, for a request
+   * without a body — the empty STDIN record go out in one write. A body goes
+   * to the exchange's `stdin`. Returns an Error (nothing sent) if the
+   * connection is closed or out of request ids. Used by the backend's pool.
+   */
+  exchange(params: ParamList, keepConn: boolean, endStdin: boolean, sink: ExchangeSink): ClientExchange | FastCgiConnectionError {
+    if (this.closed) return new FastCgiConnectionError('ERR_FCGI_CONN_CLOSED', 'request on a closed connection', { cause: this.#failure });
+    const id = this.#allocateId();
+    if (id === null) return new FastCgiConnectionError('ERR_FCGI_NO_REQUEST_ID', `all ${FCGI_MAX_REQUEST_ID} request ids are in flight`);
+    // Encoded before the id is taken, so an encoding error leaks nothing.
+    const head = encodeRequestHead(id, roleNumber('RESPONDER'), keepConn, params, endStdin);
+    const ex = new ClientExchange(this, { out: this.#out, gate: this.#gate, highWaterMark: this.#highWaterMark }, id, sink);
+    if (!keepConn) this.#reusable = false;
+    this.#requests.set(id, ex);
+    this.#out.write(head);
+    return ex;
   }
 
   /** Asks the application for FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS (or any names); resolves with those it knows. */
@@ -161,6 +176,10 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
   // ---------------------------------------------------------------- ClientRequestHost
 
   sendAbort(req: ClientRequest): void {
+    this.sendAbortFor(req);
+  }
+
+  sendAbortFor(req: ClientRecordTarget): void {
     if (this.#requests.get(req.requestId) === req) this.#out.write(encodeRecord(RecordType.ABORT_REQUEST, req.requestId));
   }
 
@@ -168,6 +187,7 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
 
   /** The lowest free id, so ids are reused as soon as they are released. */
   #allocateId(): number | null {
+    if (this.#requests.size === 0) return 1;
     for (let id = 1; id <= FCGI_MAX_REQUEST_ID; id++) if (!this.#requests.has(id)) return id;
     return null;
   }

@@ -80,10 +80,23 @@ export function decodeHeader(buf: Uint8Array, offset = 0): FcgiHeader {
 
 /** One whole record: header, content, zero padding to a multiple of 8. Content must be ≤ 65535 bytes. */
 export function encodeRecord(type: number, requestId: number, content: Uint8Array = EMPTY): Buffer {
-  const pad = paddingFor(content.length);
-  const out = Buffer.alloc(FCGI_HEADER_LEN + content.length + pad);
-  encodeHeader(type, requestId, content.length, pad).copy(out, 0);
-  out.set(content, FCGI_HEADER_LEN);
+  const len = content.length;
+  const pad = paddingFor(len);
+  if (len > FCGI_MAX_CONTENT_LENGTH || !isUint(type, 0xff) || !isUint(requestId, FCGI_MAX_REQUEST_ID)) {
+    encodeHeader(type, requestId, len, pad); // throws the precise error
+  }
+  // One buffer (pooled when small), filled in place: the same bytes as header + content + zeros.
+  const out = Buffer.allocUnsafe(FCGI_HEADER_LEN + len + pad);
+  out[0] = FCGI_VERSION_1;
+  out[1] = type;
+  out[2] = requestId >>> 8;
+  out[3] = requestId & 0xff;
+  out[4] = len >>> 8;
+  out[5] = len & 0xff;
+  out[6] = pad;
+  out[7] = 0;
+  if (len > 0) out.set(content, FCGI_HEADER_LEN);
+  for (let i = FCGI_HEADER_LEN + len; i < out.length; i++) out[i] = 0;
   return out;
 }
 
@@ -148,23 +161,73 @@ export function encodePairs(pairs: Iterable<readonly [string, string]>): Buffer 
 export function decodePairs(buf: Uint8Array): ParamList {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const out: ParamList = [];
+  const end = b.length;
   let off = 0;
-  while (off < b.length) {
-    const nl = readSize(b, off);
-    if (!nl) throw truncated(off, 'name length');
-    off += nl.bytes;
-    const vl = readSize(b, off);
-    if (!vl) throw truncated(off, 'value length');
-    off += vl.bytes;
-    if (nl.size > b.length - off) throw truncated(off, 'name');
-    const name = b.toString('latin1', off, off + nl.size);
-    off += nl.size;
-    if (vl.size > b.length - off) throw truncated(off, 'value');
-    const value = b.toString('latin1', off, off + vl.size);
-    off += vl.size;
+  // One pass, lengths read inline (this runs for every request's PARAMS).
+  while (off < end) {
+    let nl = b[off]!;
+    if (nl < 0x80) off += 1;
+    else {
+      if (off + 4 > end) throw truncated(off, 'name length');
+      nl = (nl & 0x7f) * 0x1000000 + (b[off + 1]! << 16) + (b[off + 2]! << 8) + b[off + 3]!;
+      off += 4;
+    }
+    if (off >= end) throw truncated(off, 'value length');
+    let vl = b[off]!;
+    if (vl < 0x80) off += 1;
+    else {
+      if (off + 4 > end) throw truncated(off, 'value length');
+      vl = (vl & 0x7f) * 0x1000000 + (b[off + 1]! << 16) + (b[off + 2]! << 8) + b[off + 3]!;
+      off += 4;
+    }
+    if (nl > end - off) throw truncated(off, 'name');
+    const name = latin1(b, off, off + nl);
+    off += nl;
+    if (vl > end - off) throw truncated(off, 'value');
+    const value = vl === 0 ? '' : latin1(b, off, off + vl);
+    off += vl;
     out.push([name, value]);
   }
   return out;
+}
+
+/**
+ * Checks that `buf` is a complete pair stream, as decodePairs would (same
+ * errors), without decoding it: a request's PARAMS are checked when they end
+ * and decoded only if someone asks for them.
+ */
+export function checkPairs(buf: Uint8Array): void {
+  const end = buf.length;
+  let off = 0;
+  while (off < end) {
+    let nl = buf[off]!;
+    if (nl < 0x80) off += 1;
+    else {
+      if (off + 4 > end) throw truncated(off, 'name length');
+      nl = (nl & 0x7f) * 0x1000000 + (buf[off + 1]! << 16) + (buf[off + 2]! << 8) + buf[off + 3]!;
+      off += 4;
+    }
+    if (off >= end) throw truncated(off, 'value length');
+    let vl = buf[off]!;
+    if (vl < 0x80) off += 1;
+    else {
+      if (off + 4 > end) throw truncated(off, 'value length');
+      vl = (vl & 0x7f) * 0x1000000 + (buf[off + 1]! << 16) + (buf[off + 2]! << 8) + buf[off + 3]!;
+      off += 4;
+    }
+    if (nl > end - off) throw truncated(off, 'name');
+    off += nl;
+    if (vl > end - off) throw truncated(off, 'value');
+    off += vl;
+  }
+}
+
+/** Buffer#latin1Slice where Node has it (all supported versions do): toString('latin1') without its argument handling. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string }).latin1Slice;
+
+/** The bytes [start, end) of `b` as a latin1 string. */
+export function latin1(b: Buffer, start: number, end: number): string {
+  return latin1Slice !== undefined ? latin1Slice.call(b, start, end) : b.toString('latin1', start, end);
 }
 
 function truncated(off: number, what: string): FastCgiProtocolError {

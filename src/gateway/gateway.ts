@@ -37,6 +37,8 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   const preset = options.root === undefined ? undefined : createPhpPreset(options.root);
   const stats = new GatewayStats();
   const slots = options.maxConns === undefined ? undefined : new BackendSlots(options.maxConns);
+  // --max-conns overrides the cap the FastCGI pool learns from the application (FCGI_MAX_CONNS).
+  if (options.maxConns !== undefined) fastcgiPoolOf(options.backend)?.setMaxConnections(options.maxConns);
   const ctx: ForwardContext = { options, stats, slots };
   const server = http.createServer({ maxHeaderSize: options.maxHeaderSize });
   server.keepAliveTimeout = options.keepAliveTimeout;
@@ -158,4 +160,12 @@ function urlOf(address: AddressInfo | string | null): string {
   if (typeof address === 'string') return address;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${host}:${address.port}/`;
+}
+
+/** The backend's FastCGI connection pool, when it is ours (GatehouseBackend). */
+function fastcgiPoolOf(backend: unknown): { setMaxConnections(n: number | undefined): void } | undefined {
+  const pool = (backend as { fastcgiPool?: unknown }).fastcgiPool;
+  return typeof pool === 'object' && pool !== null && typeof (pool as { setMaxConnections?: unknown }).setMaxConnections === 'function'
+    ? (pool as { setMaxConnections(n: number | undefined): void })
+    : undefined;
 }
