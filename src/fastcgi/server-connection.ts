@@ -174,6 +174,12 @@ export class FastCgiServerConnection extends EventEmitter implements ServerReque
       const id = (chunk[off + 2]! << 8) | chunk[off + 3]!;
       const contentEnd = off + FCGI_HEADER_LEN + ((chunk[off + 4]! << 8) | chunk[off + 5]!);
       const next = contentEnd + chunk[off + 6]!;
+      if (type === RecordType.BEGIN_REQUEST) {
+        // Read in place (no view of the 8-byte body).
+        if (!this.#beginSafely(id, chunk, off + FCGI_HEADER_LEN, contentEnd)) return false;
+        off = next;
+        continue;
+      }
       const content = contentEnd === off + FCGI_HEADER_LEN ? EMPTY : chunk.subarray(off + FCGI_HEADER_LEN, contentEnd);
       off = next;
       // An empty STDIN record right behind the empty PARAMS record: the body is empty, known before 'request' is emitted.
@@ -218,11 +224,22 @@ export class FastCgiServerConnection extends EventEmitter implements ServerReque
     return true;
   }
 
+  #beginSafely(id: number, chunk: Buffer, start: number, end: number): boolean {
+    try {
+      this.#onBeginRequest(id, chunk, start, end);
+    } catch (err) {
+      if (!(err instanceof FastCgiProtocolError)) throw err;
+      this.#fail(err);
+      return false;
+    }
+    return true;
+  }
+
   /** `stdinEnds`: an empty STDIN record for the same request follows an empty PARAMS record; it is taken first. */
   #handleRecord(type: number, id: number, content: Buffer, stdinEnds = false): void {
     switch (type) {
       case RecordType.BEGIN_REQUEST:
-        return this.#onBeginRequest(id, content);
+        return this.#onBeginRequest(id, content, 0, content.length);
       case RecordType.GET_VALUES:
         return this.#onGetValues({ type, requestId: id, content });
       case RecordType.UNKNOWN_TYPE:
@@ -250,13 +267,14 @@ export class FastCgiServerConnection extends EventEmitter implements ServerReque
     }
   }
 
-  #onBeginRequest(id: number, content: Buffer): void {
+  /** BEGIN_REQUEST with its body at b[start, end). */
+  #onBeginRequest(id: number, b: Buffer, start: number, end: number): void {
     if (id === FCGI_NULL_REQUEST_ID) throw new FastCgiProtocolError('ERR_FCGI_BAD_RECORD', 'BEGIN_REQUEST on request id 0');
-    if (content.length !== 8) {
-      throw new FastCgiProtocolError('ERR_FCGI_BAD_RECORD', `BEGIN_REQUEST body is ${content.length} bytes, want 8`);
+    if (end - start !== 8) {
+      throw new FastCgiProtocolError('ERR_FCGI_BAD_RECORD', `BEGIN_REQUEST body is ${end - start} bytes, want 8`);
     }
-    const role = (content[0]! << 8) | content[1]!;
-    const keepConn = (content[2]! & Flags.KEEP_CONN) !== 0;
+    const role = (b[start]! << 8) | b[start + 1]!;
+    const keepConn = (b[start + 2]! & Flags.KEEP_CONN) !== 0;
     if (this.#requests.has(id)) throw new FastCgiProtocolError('ERR_FCGI_BAD_RECORD', `BEGIN_REQUEST for request id ${id}, already in flight`);
     const name = roleName(role);
     let refusal: number | null = null;

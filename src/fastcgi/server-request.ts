@@ -35,11 +35,22 @@ export interface ServerRequestHost {
   completeRequest(req: ServerRequest, appStatus: number, endStdout?: boolean): void;
 }
 
+/**
+ * EventEmitter without its constructor: the listener table is made when the
+ * first listener is added. EventEmitter's methods allow for its absence (as
+ * for any object inheriting EventEmitter.prototype without calling the
+ * constructor); a request is made per request and most never get a listener,
+ * so this saves a table per request. `instanceof EventEmitter` holds.
+ */
+export const LazyEventEmitter = function LazyEventEmitter() {} as unknown as typeof EventEmitter;
+LazyEventEmitter.prototype = EventEmitter.prototype;
+Object.setPrototypeOf(LazyEventEmitter, EventEmitter);
+
 const EMPTY = Buffer.alloc(0);
 /** See finishParams(). */
 const RETAIN_SLACK_BYTES = 16 * 1024;
 
-export class ServerRequest extends EventEmitter implements FcgiServerRequest {
+export class ServerRequest extends LazyEventEmitter implements FcgiServerRequest {
   readonly requestId: number;
   readonly role: FcgiRoleName;
   readonly keepConn: boolean;
