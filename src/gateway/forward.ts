@@ -64,6 +64,10 @@ export async function forward(ctx: ForwardContext, req: IncomingMessage, res: Se
       return fail(ctx, req, res, err, started);
     }
     contentLength = spooled.length;
+    // The exchange is over for good once the response closes (sent or cut): only then is
+    // it safe to free the file, even if the backend stopped reading the body early.
+    const spool = spooled;
+    res.once('close', () => void spool.dispose());
     if (contentLength > 0) {
       params.push(['CONTENT_LENGTH', String(contentLength)]);
       body = spooled.stream();
@@ -94,7 +98,6 @@ export async function forward(ctx: ForwardContext, req: IncomingMessage, res: Se
       await slots.acquire(controller.signal);
     } catch (err) {
       if (body !== req) body?.destroy();
-      void spooled?.dispose();
       const overloaded = err instanceof GatewayTimeoutError ? noSlot(options.backendTimeout, slots) : err;
       return fail(ctx, req, res, overloaded, started);
     } finally {
@@ -115,8 +118,6 @@ export async function forward(ctx: ForwardContext, req: IncomingMessage, res: Se
     slots?.release();
     if (body !== req) body?.destroy();
     return fail(ctx, req, res, controller.signal.aborted ? controller.signal.reason : err, started);
-  } finally {
-    void spooled?.dispose();
   }
   clearTimeout(deadline);
   req.off('end', startDeadline);

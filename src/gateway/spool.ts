@@ -30,7 +30,7 @@ export interface SpooledBody {
   readonly length: number;
   /** The body from its first byte; call once. Reading it to the end (or destroying it) frees the file. */
   stream(): Readable;
-  /** Frees the file when stream() will not be called. */
+  /** Frees the file, also when stream() was called but not read to its end. Idempotent. */
   dispose(): Promise<void>;
 }
 
@@ -55,7 +55,9 @@ export function spoolBody(body: Readable, options: SpoolOptions): Promise<Spoole
       body.off('error', onError);
       body.off('close', onClose);
       if (err === undefined) return;
-      void file?.close().catch(() => {});
+      // A write may still be under way (even opening the file): close once it settles, or the
+      // handle is left to the garbage collector, which Node 24+ turns into an uncaught error.
+      void writing.then(() => file?.close()).catch(() => {});
       reject(err);
     };
     const onData = (chunk: Buffer): void => {
@@ -72,6 +74,7 @@ export function spoolBody(body: Readable, options: SpoolOptions): Promise<Spoole
       body.pause();
       writing = writing
         .then(async () => {
+          if (done) return; // failed meanwhile: nothing more to keep
           file ??= await openTemp(options.dir);
           for (const c of chunks.splice(0)) await writeAll(file, c);
           await writeAll(file, chunk);
@@ -111,15 +114,21 @@ function memoryBody(chunks: Buffer[], length: number): SpooledBody {
 }
 
 function fileBody(file: FileHandle, length: number): SpooledBody {
-  let taken = false;
+  let stream: Readable | undefined;
+  let disposed = false;
   return {
     length,
     stream: () => {
-      taken = true;
-      return file.createReadStream({ start: 0, autoClose: true });
+      stream = file.createReadStream({ start: 0, autoClose: true });
+      return stream;
     },
     dispose: async () => {
-      if (!taken) await file.close();
+      if (disposed) return;
+      disposed = true;
+      // A stream nobody read to its end still holds the handle: destroying it closes it
+      // (autoClose); Node 24+ makes a handle left to the garbage collector an uncaught error.
+      if (stream !== undefined) stream.destroy();
+      else await file.close();
     },
   };
 }
