@@ -21,11 +21,14 @@ import { execFile } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { groupCpuMs, machineCpuMs } from './lib/procfs.js';
 import { distPath, fixture, freePort, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
 
 interface WrkResult {
   rps: number;
   p99Ms: number;
+  /** CPU µs per request: the front (gateway or nginx), php-cgi, and the whole machine (wrk and the kernel included). */
+  cpuUs: { front: number; php: number; machine: number };
   /** Non-2xx answers plus socket errors: any of them makes the run suspect. */
   errors: string | undefined;
 }
@@ -45,19 +48,32 @@ function toMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
 }
 
-/** Runs wrk (with a raised fd limit for large -c) and parses req/s and the 99th percentile. */
-function wrk(url: string, duration: string, connections: number): Promise<WrkResult> {
+/** Process groups whose CPU time is charged per request: the front under test and php-cgi. */
+interface Groups {
+  front: number;
+  php: number;
+}
+
+/** Runs wrk (with a raised fd limit for large -c) and parses req/s, the 99th percentile and CPU per request. */
+function wrk(url: string, duration: string, connections: number, groups: Groups): Promise<WrkResult> {
+  const before = { front: groupCpuMs(groups.front), php: groupCpuMs(groups.php), machine: machineCpuMs().busy };
   const threads = Math.min(2, connections);
   const script = 'ulimit -n 65536 2>/dev/null || true; exec wrk "$@"';
   const args = ['-c', script, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}`, '--latency', '--timeout', '10s', url];
   return new Promise((resolve, reject) => {
     execFile('sh', args, { encoding: 'utf8' }, (err, out) => {
       if (err) return reject(err);
+      const perRequest = (ms: number): number => (ms * 1000) / Math.max(1, Number(/(\d+) requests in/.exec(out)?.[1] ?? 0));
+      const cpuUs = {
+        front: perRequest(groupCpuMs(groups.front) - before.front),
+        php: perRequest(groupCpuMs(groups.php) - before.php),
+        machine: perRequest(machineCpuMs().busy - before.machine),
+      };
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
       const p99 = /^\s+99%\s+(\S+)\s*$/m.exec(out);
       if (!rps || !p99) return reject(new Error(`unexpected wrk output:\n${out}`));
       const errors = [/Non-2xx or 3xx responses: \d+/.exec(out)?.[0], /Socket errors: .*/.exec(out)?.[0]].filter(Boolean).join('; ');
-      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!), errors: errors === '' ? undefined : errors });
+      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!), cpuUs, errors: errors === '' ? undefined : errors });
     });
   });
 }
@@ -120,31 +136,37 @@ async function main(): Promise<void> {
   try {
     await waitForConnectable({ port }, 10_000, gateway);
     const fronts = { gatehouse: `http://127.0.0.1:${port}${PATH}`, nginx: `${nginx.url}${PATH}` };
-    for (const url of Object.values(fronts)) await wrk(url, '2s', connections); // warm up (JIT, connections)
+    // spawnTracked puts each in its own process group (the gateway's backend, if any, too).
+    const groups = {
+      gatehouse: { front: gateway.pid!, php: php.child.pid! },
+      nginx: { front: nginx.child.pid!, php: php.child.pid! },
+    };
+    for (const name of ['gatehouse', 'nginx'] as const) await wrk(fronts[name], '2s', connections, groups[name]); // warm up (JIT, connections)
 
     const runs: Record<keyof typeof fronts, WrkResult[]> = { gatehouse: [], nginx: [] };
     for (let r = 0; r < rounds; r++) {
       for (const name of ['gatehouse', 'nginx'] as const) {
-        const result = await wrk(fronts[name], values.duration!, connections);
+        const result = await wrk(fronts[name], values.duration!, connections, groups[name]);
         if (result.errors) process.stderr.write(`${name} round ${r + 1}: ${result.errors}\n`);
         runs[name].push(result);
       }
     }
-    const summary = (name: keyof typeof fronts): { rps: number; p99: number } => ({
+    const summary = (name: keyof typeof fronts): { rps: number; p99: number; cpu: string } => ({
       rps: median(runs[name].map((x) => x.rps)),
       p99: median(runs[name].map((x) => x.p99Ms)),
+      cpu: (['front', 'php', 'machine'] as const).map((k) => `${k} ${median(runs[name].map((x) => x.cpuUs[k])).toFixed(1)}`).join(', '),
     });
     const g = summary('gatehouse');
     const n = summary('nginx');
     console.log(`php-cgi: 4 workers on one socket; GET ${PATH}; wrk -c${connections} -d${values.duration}; median of ${rounds} alternating rounds`);
-    console.log(`  gatehouse  ${g.rps.toFixed(0).padStart(7)} req/s   p99 ${g.p99.toFixed(2)} ms`);
-    console.log(`  nginx      ${n.rps.toFixed(0).padStart(7)} req/s   p99 ${n.p99.toFixed(2)} ms`);
+    console.log(`  gatehouse  ${g.rps.toFixed(0).padStart(7)} req/s   p99 ${g.p99.toFixed(2)} ms   CPU µs/request: ${g.cpu}`);
+    console.log(`  nginx      ${n.rps.toFixed(0).padStart(7)} req/s   p99 ${n.p99.toFixed(2)} ms   CPU µs/request: ${n.cpu}`);
     console.log(`  ratio      ${(g.rps / n.rps).toFixed(2)}× nginx req/s`);
 
     const pid = gateway.pid!;
     const idleKb = rssKb(pid);
-    const { result: gBurst, peakKb } = await peakRss(pid, wrk(fronts.gatehouse, values.duration!, burst));
-    const nBurst = await wrk(fronts.nginx, values.duration!, burst);
+    const { result: gBurst, peakKb } = await peakRss(pid, wrk(fronts.gatehouse, values.duration!, burst, groups.gatehouse));
+    const nBurst = await wrk(fronts.nginx, values.duration!, burst, groups.nginx);
     console.log(`${burst} concurrent keep-alive clients (wrk -c${burst} -d${values.duration}):`);
     console.log(`  gatehouse  ${gBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${gBurst.p99Ms.toFixed(2)} ms   RSS ${(idleKb / 1024).toFixed(0)} MiB idle, ${(peakKb / 1024).toFixed(0)} MiB peak${gBurst.errors ? `   (${gBurst.errors})` : ''}`);
     console.log(`  nginx      ${nBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${nBurst.p99Ms.toFixed(2)} ms${nBurst.errors ? `   (${nBurst.errors})` : ''}`);

@@ -157,3 +157,28 @@ export async function waitGone(pids: readonly number[], timeoutMs: number): Prom
   }
   return true;
 }
+
+/** Clock ticks per second for /proc's utime/stime: 100 on every Linux build we run on. */
+const TICK_MS = 10;
+
+/** CPU time (user + system, ms) used so far by the live processes of process group `pgid`. */
+export function groupCpuMs(pgid: number): number {
+  let ticks = 0;
+  for (const pid of allPids()) {
+    const text = readOrUndefined(`/proc/${pid}/stat`);
+    if (text === undefined) continue;
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    if (Number(rest[2]) !== pgid) continue;
+    ticks += Number(rest[11]) + Number(rest[12]);
+  }
+  return ticks * TICK_MS;
+}
+
+/** Busy and total CPU time of the whole machine so far (ms, all CPUs), from /proc/stat. */
+export function machineCpuMs(): { busy: number; total: number } {
+  const line = (readOrUndefined('/proc/stat') ?? '').split('\n', 1)[0] ?? '';
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: (total - idle) * TICK_MS, total: total * TICK_MS };
+}

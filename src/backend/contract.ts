@@ -32,12 +32,53 @@ export interface BackendResponse {
   stderr?: Readable;
 }
 
+/** The response head of Backend.call(): status, reason and headers as BackendResponse has them. */
+export type BackendResponseHead = Omit<BackendResponse, 'body' | 'stderr'>;
+
+/**
+ * Where Backend.call() delivers one response as it arrives: no stream, no
+ * promise per request (the gateway's hot path). After head(), data() may
+ * run any number of times, then exactly one of end() and error(). Before
+ * head(), only error() can end it. Nothing is called after the caller's
+ * BackendCall.abort().
+ */
+export interface ResponseSink {
+  /** The CGI response head; once, before any data(). */
+  head(head: BackendResponseHead): void;
+  /** Body bytes (never empty; may share memory with the socket's chunk: copy to keep). Return false to stop the flow until BackendCall.resume(). */
+  data(chunk: Buffer): boolean;
+  /** The body is complete. FastCGI: END_REQUEST came, and the connection is back in the pool. */
+  end(): void;
+  /**
+   * The request failed. Before head(): why no response (a BackendError, as
+   * dispatch() would reject with). After head(): the body broke off.
+   */
+  error(err: unknown): void;
+  /** FastCGI STDERR content as it comes (a copy). */
+  stderr?(chunk: Buffer): void;
+}
+
+/** The caller's handle on a Backend.call() in progress. */
+export interface BackendCall {
+  /** Gives up on the request (FCGI_ABORT_REQUEST / closing the SCGI connection); the sink hears nothing more. Idempotent, a no-op once ended. */
+  abort(): void;
+  /** Lets data() run again after it returned false. */
+  resume(): void;
+}
+
 export interface Backend {
   readonly protocol: BackendProtocol;
   readonly mode: BackendMode;
   /** Eager start where the mode allows it (anonymous/launching may also start lazily). */
   start(): Promise<void>;
   dispatch(req: BackendRequest): Promise<BackendResponse>;
+  /**
+   * The same request as dispatch(), with the response delivered to `sink`
+   * (req.signal is ignored: use the returned BackendCall's abort()).
+   * Optional for other implementations; the gateway adapts dispatch() when
+   * it is missing.
+   */
+  call?(req: BackendRequest, sink: ResponseSink): BackendCall;
   /** Stops taking requests, lets in-flight ones finish, then cleans up per mode (anonymous: SIGTERM child, remove socket). */
   close(): Promise<void>;
 }
