@@ -81,34 +81,73 @@ interface HeaderFacts {
  */
 function translateHeaders(rawHeaders: readonly string[]): HeaderFacts {
   if (rawHeaders.length % 2 !== 0) throw new CgiError('ERR_CGI_BAD_HEADER', 'rawHeaders has a name without a value');
-  const joined = new Map<string, { values: string[]; separator: string }>();
+  // Each variable appears once in `http`; repeats are joined into that entry.
+  const http: ParamList = [];
+  /** variable → its index in `http`; built only when the list grows long (a linear scan is cheaper below that). */
+  let index: Map<string, number> | undefined;
+  /** index in `http` → every value of a name that repeats (rare), joined at the end. */
+  let repeats: Map<number, { values: string[]; separator: string }> | undefined;
   let host: string | undefined;
   let contentType: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
-    if (!TOKEN.test(name)) throw new CgiError('ERR_CGI_BAD_HEADER', `bad header name ${JSON.stringify(name)}`);
+    const rule = headerRule(name);
     if (CTL_BREAKING.test(value)) throw new CgiError('ERR_CGI_BAD_HEADER', `header ${name} contains CR, LF or NUL`);
-    const lower = name.toLowerCase();
-    if (lower === 'proxy' || lower === 'content-length') continue;
-    if (lower === 'content-type') {
+    if (rule.kind === 'content-type') {
       if (contentType !== undefined) throw new CgiError('ERR_CGI_BAD_HEADER', 'more than one Content-Type');
       contentType = value;
-      continue;
-    }
-    if (lower === 'host') {
+    } else if (rule.kind === 'host') {
       if (host !== undefined) throw new CgiError('ERR_CGI_BAD_HEADER', 'more than one Host');
       host = value;
     }
-    if (!PLAIN_NAME.test(name)) continue;
-    const variable = `HTTP_${name.toUpperCase().replaceAll('-', '_')}`;
-    const entry = joined.get(variable);
-    if (entry) entry.values.push(value);
-    else joined.set(variable, { values: [value], separator: lower === 'cookie' ? '; ' : ', ' });
+    const variable = rule.variable;
+    if (variable === undefined) continue;
+    let at = -1;
+    if (index !== undefined) at = index.get(variable) ?? -1;
+    else for (let j = 0; j < http.length && at < 0; j++) if (http[j]![0] === variable) at = j;
+    if (at < 0) {
+      http.push([variable, value]);
+      if (index !== undefined) index.set(variable, http.length - 1);
+      else if (http.length > SCAN_LIMIT) index = new Map(http.map(([v], j) => [v, j]));
+      continue;
+    }
+    repeats ??= new Map();
+    const entry = repeats.get(at);
+    if (entry !== undefined) entry.values.push(value);
+    else repeats.set(at, { values: [http[at]![1], value], separator: rule.separator });
   }
-  const http: ParamList = [];
-  for (const [variable, { values, separator }] of joined) http.push([variable, values.join(separator)]);
+  if (repeats !== undefined) for (const [at, { values, separator }] of repeats) http[at] = [http[at]![0], values.join(separator)];
   return { http, host, contentType };
+}
+
+/** Distinct HTTP_* variables found by scanning; more than this (a hostile request) switches to a Map. */
+const SCAN_LIMIT = 32;
+
+/** What a header name turns into; the same names come with every request, so the answer is cached. */
+interface HeaderRule {
+  kind: 'plain' | 'host' | 'content-type' | 'drop';
+  /** HTTP_* name; undefined: not passed on as HTTP_*. */
+  variable: string | undefined;
+  /** How repeats are joined. */
+  separator: string;
+}
+
+const rules = new Map<string, HeaderRule>();
+/** Bounds the cache against a client inventing a new header name per request. */
+const MAX_CACHED_RULES = 1024;
+
+function headerRule(name: string): HeaderRule {
+  const cached = rules.get(name);
+  if (cached !== undefined) return cached;
+  if (!TOKEN.test(name)) throw new CgiError('ERR_CGI_BAD_HEADER', `bad header name ${JSON.stringify(name)}`);
+  const lower = name.toLowerCase();
+  const kind = lower === 'proxy' || lower === 'content-length' ? 'drop' : lower === 'content-type' ? 'content-type' : lower === 'host' ? 'host' : 'plain';
+  const variable = kind === 'drop' || kind === 'content-type' || !PLAIN_NAME.test(name) ? undefined : `HTTP_${name.toUpperCase().replaceAll('-', '_')}`;
+  const rule: HeaderRule = { kind, variable, separator: lower === 'cookie' ? '; ' : ', ' };
+  if (rules.size >= MAX_CACHED_RULES) rules.clear();
+  rules.set(name, rule);
+  return rule;
 }
 
 /** SCRIPT_NAME and PATH_INFO (decoded) from the mount point and the raw path. */

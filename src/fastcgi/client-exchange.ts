@@ -178,12 +178,61 @@ function putSize(b: Buffer, at: number, n: number): number {
   return at + 4;
 }
 
+/** Single-character length prefixes 0–127 (one byte each once written as latin1). */
+const SHORT_SIZES = Array.from({ length: 128 }, (_, n) => String.fromCharCode(n));
+/** A character latin1 cannot carry: the string must go out as UTF-8. */
+const WIDE_CHAR = /[^\u0000-\u00ff]/;
+
+/** A name-value length prefix as latin1 characters (one for 0–127, else four with the top bit set). */
+function sizeChars(n: number): string {
+  return n <= 127 ? SHORT_SIZES[n]! : String.fromCharCode(0x80 | (n >>> 24), (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+}
+
 /**
  * BEGIN_REQUEST, PARAMS (pairs encoded as encodePairs() does), the empty
  * PARAMS record and, with `endStdin`, the empty STDIN record, in one buffer:
  * the same bytes as encoding each with codec.ts and concatenating them.
+ *
+ * The usual request (byte-string params fitting one record) is built as one
+ * latin1 string and copied in one call: per-string byteLength()/write()
+ * calls into C++ cost more than the bytes themselves (≈4 µs vs ≈1 µs for a
+ * typical PHP request).
  */
 export function encodeRequestHead(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): Buffer {
+  let content = '';
+  for (let i = 0; i < params.length; i++) {
+    const pair = params[i]!;
+    content += sizeChars(pair[0].length) + sizeChars(pair[1].length) + pair[0] + pair[1];
+    if (content.length > FCGI_MAX_CONTENT_LENGTH) break;
+  }
+  if (content.length > FCGI_MAX_CONTENT_LENGTH || WIDE_CHAR.test(content)) return encodeRequestHeadGeneral(requestId, role, keepConn, params, endStdin);
+  const pairBytes = content.length;
+  const pad = -pairBytes & 7;
+  const paramsAt = FCGI_HEADER_LEN + 8;
+  const paramsEnd = paramsAt + (pairBytes > 0 ? FCGI_HEADER_LEN + pairBytes + pad : 0);
+  const out = Buffer.allocUnsafe(paramsEnd + FCGI_HEADER_LEN + (endStdin ? FCGI_HEADER_LEN : 0));
+  putBeginRequest(out, requestId, role, keepConn);
+  if (pairBytes > 0) {
+    putHeader(out, paramsAt, RecordType.PARAMS, requestId, pairBytes, pad);
+    out.write(content, paramsAt + FCGI_HEADER_LEN, pairBytes, 'latin1');
+    if (pad > 0) out.fill(0, paramsEnd - pad, paramsEnd);
+  }
+  putHeader(out, paramsEnd, RecordType.PARAMS, requestId, 0, 0);
+  if (endStdin) putHeader(out, paramsEnd + FCGI_HEADER_LEN, RecordType.STDIN, requestId, 0, 0);
+  return out;
+}
+
+/** BEGIN_REQUEST: header, role (2 bytes), flags, 5 reserved. */
+function putBeginRequest(out: Buffer, requestId: number, role: number, keepConn: boolean): void {
+  putHeader(out, 0, RecordType.BEGIN_REQUEST, requestId, 8, 0);
+  out[8] = role >>> 8;
+  out[9] = role & 0xff;
+  out[10] = keepConn ? Flags.KEEP_CONN : 0;
+  out.fill(0, 11, 16);
+}
+
+/** encodeRequestHead() for params with characters beyond latin1 (sent as UTF-8) or beyond one record. */
+function encodeRequestHeadGeneral(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): Buffer {
   const count = params.length;
   if (lens.length < count * 2) lens = new Int32Array(count * 4);
   let pairBytes = 0;
@@ -213,12 +262,7 @@ export function encodeRequestHead(requestId: number, role: number, keepConn: boo
   const paramsEnd = paramsAt + (pairBytes > 0 ? FCGI_HEADER_LEN + pairBytes + pad : 0);
   const total = paramsEnd + FCGI_HEADER_LEN + (endStdin ? FCGI_HEADER_LEN : 0);
   const out = Buffer.allocUnsafe(total);
-  // BEGIN_REQUEST: role (2 bytes), flags, 5 reserved.
-  putHeader(out, 0, RecordType.BEGIN_REQUEST, requestId, 8, 0);
-  out[8] = role >>> 8;
-  out[9] = role & 0xff;
-  out[10] = keepConn ? Flags.KEEP_CONN : 0;
-  out.fill(0, 11, 16);
+  putBeginRequest(out, requestId, role, keepConn);
   if (pairBytes > 0) {
     putHeader(out, paramsAt, RecordType.PARAMS, requestId, pairBytes, pad);
     let at = paramsAt + FCGI_HEADER_LEN;

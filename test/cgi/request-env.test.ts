@@ -245,3 +245,21 @@ test('a path decoding to NUL is rejected (it would cut C strings and SCGI framin
   // %00 in the query is the application's business: it stays encoded.
   assert.equal(env({ url: '/a?x=%00' }).get('QUERY_STRING'), 'x=%00');
 });
+
+test('many distinct headers: repeats are still joined in first-appearance order (the indexed path past 32 names)', () => {
+  const raw: string[] = ['Host', 'example.org'];
+  for (let i = 0; i < 40; i++) raw.push(`X-H${i}`, `v${i}`);
+  raw.push('X-H5', 'again', 'Cookie', 'c=1', 'X-H39', 'last', 'Cookie', 'd=2', 'X-H5', 'third');
+  const http = cgiParamsFromHttp({ ...base, rawHeaders: raw }).filter(([name]) => name.startsWith('HTTP_'));
+  assert.deepEqual(http.slice(0, 3), [
+    ['HTTP_HOST', 'example.org'],
+    ['HTTP_X_H0', 'v0'],
+    ['HTTP_X_H1', 'v1'],
+  ]);
+  assert.equal(http.length, 1 + 40 + 1);
+  const m = new Map(http);
+  assert.equal(m.get('HTTP_X_H5'), 'v5, again, third');
+  assert.equal(m.get('HTTP_X_H39'), 'v39, last');
+  assert.equal(m.get('HTTP_COOKIE'), 'c=1; d=2');
+  assert.equal(http.at(-1)![0], 'HTTP_COOKIE');
+});

@@ -11,6 +11,7 @@ import {
   decodeGetValuesResult,
   decodePairs,
   decodeUnknownTypeBody,
+  encodeBeginRequestBody,
   encodeHeader,
   encodePairs,
   encodeRecord,
@@ -19,7 +20,9 @@ import {
   readSize,
   type FcgiRecord,
 } from '../../src/fastcgi/codec.js';
-import { FCGI_HEADER_LEN, FCGI_MAX_CONTENT_LENGTH } from '../../src/fastcgi/constants.js';
+import { encodeRequestHead } from '../../src/fastcgi/client-exchange.js';
+import { FCGI_HEADER_LEN, FCGI_MAX_CONTENT_LENGTH, RecordType } from '../../src/fastcgi/constants.js';
+import type { ParamList } from '../../src/fastcgi/contract.js';
 import { FastCgiProtocolError } from '../../src/fastcgi/errors.js';
 
 /** A byte string: any bytes, seen as latin1 (how PARAMS are decoded). */
@@ -182,5 +185,27 @@ test('encodeRecord pads every record to a multiple of 8', () => {
       assert.equal(rec.length % 8, 0);
       assert.equal(rec[6], rec.length - 8 - content.length);
     }),
+  );
+});
+
+test('encodeRequestHead (one-buffer client head) equals the codec records concatenated, for byte strings, wide characters and params beyond one record', () => {
+  const anyString = fc.oneof(byteString(300), fc.string({ unit: 'binary', maxLength: 200 }));
+  const bigParams = fc.constant<ParamList>([['HUGE', 'x'.repeat(70_000)], ['A', 'b']]);
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.array(fc.tuple(anyString, anyString), { maxLength: 30 }), bigParams),
+      fc.integer({ min: 1, max: 0xffff }),
+      fc.boolean(),
+      fc.boolean(),
+      (params, requestId, keepConn, endStdin) => {
+        const expected = Buffer.concat([
+          encodeRecord(RecordType.BEGIN_REQUEST, requestId, encodeBeginRequestBody(1, keepConn)),
+          ...encodeStream(RecordType.PARAMS, requestId, encodePairs(params), { end: true }),
+          ...(endStdin ? [encodeRecord(RecordType.STDIN, requestId)] : []),
+        ]);
+        assert.deepEqual(encodeRequestHead(requestId, 1, keepConn, params, endStdin), expected);
+      },
+    ),
+    { numRuns: 300 },
   );
 });
