@@ -17,7 +17,8 @@
  *
  * Needs /usr/sbin/nginx, php-cgi and wrk.
  */
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,6 +35,31 @@ interface WrkResult {
 }
 
 const PATH = '/hello/bench';
+const STATUS = '/gatehouse-status';
+
+/** `gatehouse serve ARGS` on a free port, once it accepts. */
+async function startGateway(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const serveJs = distPath('src', 'cli', 'serve.js');
+  const argv = ['--listen', `127.0.0.1:${port}`, ...args];
+  const child = spawnTracked(process.execPath, ['-e', `import(${JSON.stringify(serveJs)}).then((m) => m.runServe(${JSON.stringify(argv)})).then((c) => { process.exitCode = c; })`], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitForConnectable({ port }, 10_000, child);
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/** Polls the status page until the gateway holds no FastCGI connection (bounded: 10 s). */
+async function idleConnectionsClosed(url: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const res = await fetch(`${url}${STATUS}?json`);
+    const state = (await res.json()) as { backend: Record<string, unknown> };
+    if (state.backend['connections open'] === 0) return;
+    if (Date.now() > deadline) throw new Error(`the gateway still holds connections: ${JSON.stringify(state.backend)}`);
+    await sleep(100);
+  }
+}
 
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -127,51 +153,69 @@ async function main(): Promise<void> {
     }`,
     { workers: 1 },
   );
-  const port = await freePort();
-  const serveJs = distPath('src', 'cli', 'serve.js');
-  const argv = ['--listen', `127.0.0.1:${port}`, '-u', sock, '--max-conns', '4', '--root', root];
-  const gateway = spawnTracked(process.execPath, ['-e', `import(${JSON.stringify(serveJs)}).then((m) => m.runServe(${JSON.stringify(argv)})).then((c) => { process.exitCode = c; })`], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  // Two gateways on the same php-cgi: kept-alive connections (what we recommend, capped at the
+  // worker count) and a connection per request (what nginx does by default).
+  const gateways = {
+    gatehouse: await startGateway(['-u', sock, '--max-conns', '4', '--keepalive-timeout', '1', '--status-path', STATUS, '--root', root]),
+    'gatehouse-nka': await startGateway(['-u', sock, '--max-conns', '4', '--keepalive-timeout', '0', '--root', root]),
+  };
   try {
-    await waitForConnectable({ port }, 10_000, gateway);
-    const fronts = { gatehouse: `http://127.0.0.1:${port}${PATH}`, nginx: `${nginx.url}${PATH}` };
-    // spawnTracked puts each in its own process group (the gateway's backend, if any, too).
-    const groups = {
-      gatehouse: { front: gateway.pid!, php: php.child.pid! },
+    const fronts = {
+      gatehouse: `${gateways.gatehouse.url}${PATH}`,
+      'gatehouse-nka': `${gateways['gatehouse-nka'].url}${PATH}`,
+      nginx: `${nginx.url}${PATH}`,
+    };
+    type Front = keyof typeof fronts;
+    const names = Object.keys(fronts) as Front[];
+    // spawnTracked puts each in its own process group.
+    const groups: Record<Front, Groups> = {
+      gatehouse: { front: gateways.gatehouse.child.pid!, php: php.child.pid! },
+      'gatehouse-nka': { front: gateways['gatehouse-nka'].child.pid!, php: php.child.pid! },
       nginx: { front: nginx.child.pid!, php: php.child.pid! },
     };
-    for (const name of ['gatehouse', 'nginx'] as const) await wrk(fronts[name], '2s', connections, groups[name]); // warm up (JIT, connections)
+    /** A kept connection holds a php-cgi worker: let them go before another front runs on the same workers. */
+    const run = async (name: Front, duration: string, clients: number): Promise<WrkResult> => {
+      const result = await wrk(fronts[name], duration, clients, groups[name]);
+      if (name === 'gatehouse') await idleConnectionsClosed(gateways.gatehouse.url);
+      return result;
+    };
+    for (const name of names) await run(name, '2s', connections); // warm up (JIT, connections)
 
-    const runs: Record<keyof typeof fronts, WrkResult[]> = { gatehouse: [], nginx: [] };
+    const runs: Record<Front, WrkResult[]> = { gatehouse: [], 'gatehouse-nka': [], nginx: [] };
     for (let r = 0; r < rounds; r++) {
-      for (const name of ['gatehouse', 'nginx'] as const) {
-        const result = await wrk(fronts[name], values.duration!, connections, groups[name]);
+      for (const name of names) {
+        const result = await run(name, values.duration!, connections);
         if (result.errors) process.stderr.write(`${name} round ${r + 1}: ${result.errors}\n`);
         runs[name].push(result);
       }
     }
-    const summary = (name: keyof typeof fronts): { rps: number; p99: number; cpu: string } => ({
+    const summary = (name: Front): { rps: number; p99: number; cpu: string } => ({
       rps: median(runs[name].map((x) => x.rps)),
       p99: median(runs[name].map((x) => x.p99Ms)),
       cpu: (['front', 'php', 'machine'] as const).map((k) => `${k} ${median(runs[name].map((x) => x.cpuUs[k])).toFixed(1)}`).join(', '),
     });
-    const g = summary('gatehouse');
     const n = summary('nginx');
-    console.log(`php-cgi: 4 workers on one socket; GET ${PATH}; wrk -c${connections} -d${values.duration}; median of ${rounds} alternating rounds`);
-    console.log(`  gatehouse  ${g.rps.toFixed(0).padStart(7)} req/s   p99 ${g.p99.toFixed(2)} ms   CPU µs/request: ${g.cpu}`);
-    console.log(`  nginx      ${n.rps.toFixed(0).padStart(7)} req/s   p99 ${n.p99.toFixed(2)} ms   CPU µs/request: ${n.cpu}`);
-    console.log(`  ratio      ${(g.rps / n.rps).toFixed(2)}× nginx req/s`);
+    const label: Record<Front, string> = {
+      gatehouse: 'gatehouse (keep-alive, --max-conns 4)',
+      'gatehouse-nka': 'gatehouse (--keepalive-timeout 0)   ',
+      nginx: 'nginx (1 worker, keep_conn off)      ',
+    };
+    console.log(`php-cgi: 4 workers on one socket; GET ${PATH}; wrk -c${connections} -d${values.duration}; median of ${rounds} alternating rounds; node ${process.version}`);
+    for (const name of names) {
+      const x = summary(name);
+      const ratio = name === 'nginx' ? '' : `   ${(x.rps / n.rps).toFixed(2)}× nginx`;
+      console.log(`  ${label[name]} ${x.rps.toFixed(0).padStart(7)} req/s   p99 ${x.p99.toFixed(2).padStart(6)} ms   CPU µs/request: ${x.cpu}${ratio}`);
+    }
 
-    const pid = gateway.pid!;
+    const pid = groups.gatehouse.front;
     const idleKb = rssKb(pid);
-    const { result: gBurst, peakKb } = await peakRss(pid, wrk(fronts.gatehouse, values.duration!, burst, groups.gatehouse));
-    const nBurst = await wrk(fronts.nginx, values.duration!, burst, groups.nginx);
+    const { result: gBurst, peakKb } = await peakRss(pid, run('gatehouse', values.duration!, burst));
+    const nBurst = await run('nginx', values.duration!, burst);
     console.log(`${burst} concurrent keep-alive clients (wrk -c${burst} -d${values.duration}):`);
     console.log(`  gatehouse  ${gBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${gBurst.p99Ms.toFixed(2)} ms   RSS ${(idleKb / 1024).toFixed(0)} MiB idle, ${(peakKb / 1024).toFixed(0)} MiB peak${gBurst.errors ? `   (${gBurst.errors})` : ''}`);
     console.log(`  nginx      ${nBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${nBurst.p99Ms.toFixed(2)} ms${nBurst.errors ? `   (${nBurst.errors})` : ''}`);
   } finally {
-    await stopProcess(gateway, 'SIGTERM');
+    for (const g of Object.values(gateways)) await stopProcess(g.child, 'SIGTERM');
     await nginx.stop();
     await php.stop();
   }

@@ -4,7 +4,18 @@
  * protocol's transport, and the lifecycle around them (in-flight tracking,
  * a close() that lets running requests finish before the mode cleans up).
  */
-import type { Backend, BackendMode, BackendOptions, BackendProtocol, BackendRequest, BackendResponse } from './contract.js';
+import type {
+  Backend,
+  BackendCall,
+  BackendMode,
+  BackendOptions,
+  BackendProtocol,
+  BackendRequest,
+  BackendResponse,
+  BackendResponseHead,
+  ResponseSink,
+} from './contract.js';
+import { callViaDispatch } from './call-adapter.js';
 import type { Connector, ConnectorContext } from './connector.js';
 import { createConnector, decideMode } from './modes.js';
 import { backendError, ChildExitedError, errorText } from './errors.js';
@@ -118,6 +129,21 @@ export class GatehouseBackend implements Backend {
     return response;
   }
 
+  /**
+   * dispatch() with the response fed to `sink` (FastCGI: the transport's own
+   * call(); SCGI: dispatch() adapted). In flight until the sink ends or
+   * fails, or the caller aborts.
+   */
+  call(req: BackendRequest, sink: ResponseSink): BackendCall {
+    if (this.#closing) return refused(sink, backendError('ERR_BACKEND_UNAVAILABLE', 'the backend is closing'));
+    this.#inFlight++;
+    const tracked = new TrackedCall(sink, this.#doneOnce, this.#log);
+    tracked.inner = this.#fastcgi
+      ? this.#fastcgi.call(req, tracked)
+      : callViaDispatch({ dispatch: (r) => scgiDispatch(this.connector, r, { headerTimeoutMs: this.#headerTimeoutMs }) }, req, tracked);
+    return tracked;
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
@@ -130,6 +156,81 @@ export class GatehouseBackend implements Backend {
   #done(): void {
     this.#inFlight--;
     if (this.#inFlight === 0) this.#drained?.();
+  }
+
+  readonly #doneOnce = (): void => this.#done();
+}
+
+/** A call that never started: the sink hears `err` just after call() returns, unless the caller aborts first. */
+function refused(sink: ResponseSink, err: unknown): BackendCall {
+  let aborted = false;
+  queueMicrotask(() => aborted || sink.error(err));
+  return {
+    abort() {
+      aborted = true;
+    },
+    resume() {},
+  };
+}
+
+/**
+ * The caller's sink and handle around a transport's call: counts the request
+ * in flight until its end, its error or the caller's abort (once), and logs
+ * a crash before the head as dispatch() does.
+ */
+class TrackedCall implements ResponseSink, BackendCall {
+  inner: BackendCall | undefined;
+  readonly #sink: ResponseSink;
+  readonly #done: () => void;
+  readonly #log: (line: string) => void;
+  #headSeen = false;
+  #over = false;
+
+  constructor(sink: ResponseSink, done: () => void, log: (line: string) => void) {
+    this.#sink = sink;
+    this.#done = done;
+    this.#log = log;
+  }
+
+  head(head: BackendResponseHead): void {
+    this.#headSeen = true;
+    this.#sink.head(head);
+  }
+
+  data(chunk: Buffer): boolean {
+    return this.#sink.data(chunk);
+  }
+
+  end(): void {
+    this.#finish();
+    this.#sink.end();
+  }
+
+  error(err: unknown): void {
+    this.#finish();
+    // A crash is worth a line of its own, with the status of the child that failed.
+    if (!this.#headSeen && childExitIn(err) !== undefined) this.#log(`request failed: ${errorText(err)}`);
+    this.#sink.error(err);
+  }
+
+  stderr(chunk: Buffer): void {
+    this.#sink.stderr?.(chunk);
+  }
+
+  abort(): void {
+    if (this.#over) return;
+    this.#finish();
+    this.inner?.abort();
+  }
+
+  resume(): void {
+    this.inner?.resume();
+  }
+
+  #finish(): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#done();
   }
 }
 

@@ -19,7 +19,8 @@ import { describeCause } from '../gateway/error-response.js';
 
 export const SERVE_USAGE = `usage: gatehouse serve [--listen [HOST:]PORT] [--scgi|--fastcgi] [-N RETRIES] [-i ID]
                        [-u UNIXPATH] [-t [HOST:]PORT] [-n N] [--root DIR] [--timeout S]
-                       [--max-conns N] [--status-path P] [--] [PROGRAM [ARGS...]]
+                       [--max-conns N] [--keepalive-timeout S] [--status-path P]
+                       [--] [PROGRAM [ARGS...]]
 
 An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
 
@@ -37,6 +38,10 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
   --max-conns N         at most N requests at the application at once, the rest wait
                         (within --timeout, then 503); use the worker count of php-cgi
                         or php-fpm (default: unbounded; with --root and no PROGRAM: -n)
+  --keepalive-timeout S FastCGI: seconds an idle connection to the application stays
+                        open for reuse (default 30); 0 = a new connection per request.
+                        A php-cgi/php-fpm process serves one connection at a time, so an
+                        idle kept connection holds a worker other clients cannot use
   --status-path P       serve the gateway's status page at P (e.g. /gatehouse-status)
   -h, --help            print this help
 
@@ -58,6 +63,8 @@ export interface ServeFlags extends BackendFlags {
   timeoutMs: number;
   statusPath: string | undefined;
   maxConns: number | undefined;
+  /** FastCGI: idle connection lifetime; 0 = no keep-alive; undefined = the backend's default. */
+  keepaliveMs: number | undefined;
   program: string[];
 }
 
@@ -65,7 +72,7 @@ export type ServeParse = { kind: 'run'; options: ServeFlags } | { kind: 'help' }
 
 const OPTION_SPEC: OptionSpec = {
   short: BACKEND_SHORT_FLAGS,
-  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns']),
+  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout']),
   longFlags: new Set(['--fastcgi', '--scgi']),
 };
 
@@ -88,6 +95,7 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     timeoutMs: 60_000,
     statusPath: undefined,
     maxConns: undefined,
+    keepaliveMs: undefined,
     program: parsed.program,
   };
   try {
@@ -120,12 +128,12 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
       if (value === '') throw new SyntaxError('--root needs a directory');
       o.root = value;
       return;
-    case '--timeout': {
-      const s = Number(value);
-      if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(s > 0)) throw new SyntaxError(`--timeout needs a positive number of seconds, not '${value}'`);
-      o.timeoutMs = Math.max(1, Math.round(s * 1000));
+    case '--timeout':
+      o.timeoutMs = Math.max(1, secondsFlag(name, value, false));
       return;
-    }
+    case '--keepalive-timeout':
+      o.keepaliveMs = secondsFlag(name, value, true);
+      return;
     case '--status-path':
       if (!value.startsWith('/')) throw new SyntaxError(`--status-path must start with '/', not '${value}'`);
       o.statusPath = value;
@@ -134,6 +142,15 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
       o.maxConns = integerFlag('--max-conns', value, 1);
       return;
   }
+}
+
+/** Seconds (fractions allowed) as milliseconds; `zeroOk`: 0 is a value of its own. */
+function secondsFlag(name: string, value: string, zeroOk: boolean): number {
+  const s = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(zeroOk ? s >= 0 : s > 0)) {
+    throw new SyntaxError(`${name} needs a ${zeroOk ? 'non-negative' : 'positive'} number of seconds, not '${value}'`);
+  }
+  return Math.round(s * 1000);
 }
 
 /**
@@ -178,6 +195,8 @@ export async function runServe(argv: string[]): Promise<number> {
     retries: o.retries,
     processes: o.processes,
     headerTimeoutMs: o.timeoutMs,
+    ...(o.keepaliveMs === 0 && { keepConn: false }),
+    ...(o.keepaliveMs !== undefined && o.keepaliveMs > 0 && { idleTimeoutMs: o.keepaliveMs }),
     ...(o.program === PHP_PROGRAM && phpCgiOptions(o.processes)),
   };
   let backend: Backend;

@@ -4,167 +4,427 @@
  * (src/cgi), the body streamed (Content-Length) or spooled first (chunked),
  * a backend slot when maxConns is set, `100 Continue` only once the backend
  * actually reads the body, a deadline for the response head, client aborts
- * passed on as an AbortSignal, and every failure turned into 502/503/504
- * plus a log line with its cause.
+ * passed on to the backend, and every failure turned into 502/503/504 plus
+ * a log line with its cause.
+ *
+ * The hot path is callbacks on one object per request (Forwarding): it
+ * waits for the slot (SlotWaiter), receives the response (ResponseSink of
+ * Backend.call()) and copies it into the ServerResponse with backpressure,
+ * with one timer that is first the head deadline, then the body's idle
+ * timer. No promise, stream or AbortController per request, and no
+ * listener on the response unless it pushes back: the gateway's one
+ * 'close' listener reports a client that went away (responseClosed()).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BackendError, type BackendResponse } from '../backend/contract.js';
+import { callViaDispatch } from '../backend/call-adapter.js';
+import { BackendError, type Backend, type BackendCall, type BackendRequest, type BackendResponseHead, type ResponseSink } from '../backend/contract.js';
 import { cgiParamsFromHttp, type CgiRequestInput } from '../cgi/request-env.js';
 import type { ParamList } from '../fastcgi/contract.js';
-import type { BackendSlots } from './backend-slots.js';
+import type { BackendSlots, SlotWaiter } from './backend-slots.js';
 import { clientAddress } from './client-address.js';
 import { describeCause, GatewayTimeoutError, sendError, statusForError } from './error-response.js';
 import type { ResolvedGatewayOptions } from './options.js';
 import { asBytes, phpExtraParams, type ScriptTarget } from './php-preset.js';
-import { bodyless, ClientClosedError, ignoreError, ResponsePump, responseHead } from './response-relay.js';
-import { spoolBody, type SpooledBody } from './spool.js';
+import { bodyless, RelayError, responseHead, type RelayHead } from './response-relay.js';
+import { spoolBody } from './spool.js';
 import type { GatewayStats } from './status-page.js';
+
+/** Backend.call(), or dispatch() adapted to it. */
+export type CallBackend = (req: BackendRequest, sink: ResponseSink) => BackendCall;
 
 export interface ForwardContext {
   readonly options: ResolvedGatewayOptions;
   readonly stats: GatewayStats;
   /** Present when maxConns bounds the requests at the backend. */
   readonly slots: BackendSlots | undefined;
+  /** How requests reach the backend (callerFor(), decided once). */
+  readonly call: CallBackend;
+  /** A bug of ours on the asynchronous (spool) path: answer 500 and log, as for a synchronous one. */
+  readonly internalError: (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
 }
 
-/** The client closed its connection: nothing more can be sent, the backend request is abandoned. */
-class ClientGoneError extends Error {
-  constructor() {
-    super('gateway: the client went away');
-  }
+/** The backend's own call() when it has one, else its dispatch() through the adapter. */
+export function callerFor(backend: Backend): CallBackend {
+  if (typeof backend.call === 'function') return backend.call.bind(backend);
+  return (req, sink) => callViaDispatch(backend, req, sink);
 }
 
 /**
- * Forwards `req`; never rejects. `script` is the --root preset's decision
- * (SCRIPT_NAME, PATH_INFO, SCRIPT_FILENAME, DOCUMENT_ROOT), if any.
+ * Forwards `req`; never throws for anything the client or the backend does.
+ * `script` is the --root preset's decision (SCRIPT_NAME, PATH_INFO,
+ * SCRIPT_FILENAME, DOCUMENT_ROOT), if any.
  */
-export async function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script?: ScriptTarget): Promise<void> {
-  const { options } = ctx;
-  const started = Date.now();
-  const chunked = req.headers['transfer-encoding'] !== undefined;
-  const declared = chunked || req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script?: ScriptTarget): void {
+  new Forwarding(ctx, req, res, expectContinue, script).start();
+}
 
-  let params: ParamList;
-  try {
-    params = buildParams(req, options, declared, script);
-  } catch (err) {
-    return fail(ctx, req, res, err, started);
+/** Tells the request's Forwarding (if any) that the response closed: the gateway's 'close' listener calls it. */
+export function responseClosed(res: ServerResponse): void {
+  const forwarding = (res as Tagged)[FORWARDING];
+  if (forwarding !== undefined) forwarding.responseClosed();
+}
+
+const FORWARDING = Symbol('gatehouse.forwarding');
+type Tagged = ServerResponse & { [FORWARDING]?: Forwarding };
+
+// Where a Forwarding is; each step only ever moves forward.
+/** Reading a chunked body to learn its length. */
+const SPOOLING = 1;
+/** Queued for a backend slot (the timer is the slot deadline). */
+const WAITING = 2;
+/** At the backend, no head yet (the timer is the head deadline, from the end of the upload). */
+const CALLING = 3;
+/** Head sent, copying the body (the timer is the body's idle timer). */
+const RELAYING = 4;
+/** HEAD, 204, 304: the response is complete, the backend's bytes are read and dropped. */
+const DRAINING = 5;
+const DONE = 6;
+
+class Forwarding implements ResponseSink, SlotWaiter {
+  readonly #ctx: ForwardContext;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #expectContinue: boolean;
+  readonly #script: ScriptTarget | undefined;
+  readonly #started = Date.now();
+  #phase = 0;
+  #params: ParamList | undefined;
+  /** req itself (Content-Length), a spooled copy (chunked), or none. */
+  #body: Readable | null = null;
+  #contentLength = 0;
+  #call: BackendCall | undefined;
+  /** abort() was wanted before call() returned. */
+  #abortWanted = false;
+  #timer: NodeJS.Timeout | undefined;
+  #holdsSlot = false;
+  /** The head deadline waits for the end of the upload. */
+  #uploading = false;
+  /** The application's Content-Length, and the body bytes relayed so far. */
+  #expected: number | undefined;
+  #sent = 0;
+  /** data() returned false: call.resume() on 'drain'. */
+  #paused = false;
+  #drainHooked = false;
+
+  constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script: ScriptTarget | undefined) {
+    this.#ctx = ctx;
+    this.#req = req;
+    this.#res = res;
+    this.#expectContinue = expectContinue;
+    this.#script = script;
+    (res as Tagged)[FORWARDING] = this;
   }
 
-  // The body: as it arrives (Content-Length) or spooled to learn its length (chunked).
-  let body: Readable | null = null;
-  let contentLength = declared ?? 0;
-  let spooled: SpooledBody | undefined;
-  if (chunked) {
-    if (expectContinue) res.writeContinue();
+  start(): void {
+    const req = this.#req;
+    const headers = req.headers;
+    const chunked = headers['transfer-encoding'] !== undefined;
+    const cl = headers['content-length'];
+    const declared = chunked || cl === undefined ? undefined : Number(cl);
     try {
-      spooled = await spoolBody(req, { limit: options.maxBodySpool, memoryLimit: options.spoolMemory, dir: options.spoolDir });
+      this.#params = buildParams(req, this.#ctx.options, declared, this.#script);
     } catch (err) {
-      return fail(ctx, req, res, err, started);
+      return this.#fail(err);
     }
-    contentLength = spooled.length;
+    if (chunked) {
+      this.#spool().catch((err: unknown) => this.#internalError(err));
+      return;
+    }
+    if (declared !== undefined && declared > 0) {
+      this.#contentLength = declared;
+      this.#body = req;
+      // Say "go ahead" only when the backend really starts reading, i.e. it was reached.
+      if (this.#expectContinue) req.once('resume', () => this.#res.headersSent || this.#res.writeContinue());
+    }
+    this.#queue();
+  }
+
+  /** The body without Content-Length, read to its end first (CGI needs CONTENT_LENGTH up front). */
+  async #spool(): Promise<void> {
+    this.#phase = SPOOLING;
+    const { options } = this.#ctx;
+    const res = this.#res;
+    if (this.#expectContinue) res.writeContinue();
+    let spooled;
+    try {
+      spooled = await spoolBody(this.#req, { limit: options.maxBodySpool, memoryLimit: options.spoolMemory, dir: options.spoolDir });
+    } catch (err) {
+      return this.#fail(err);
+    }
     // The exchange is over for good once the response closes (sent or cut): only then is
     // it safe to free the file, even if the backend stopped reading the body early.
-    const spool = spooled;
-    res.once('close', () => void spool.dispose());
-    if (contentLength > 0) {
-      params.push(['CONTENT_LENGTH', String(contentLength)]);
-      body = spooled.stream();
+    if (this.#phase !== SPOOLING) {
+      void spooled.dispose(); // the client is gone already
+      return;
     }
-  } else if (contentLength > 0) {
-    body = req;
-    // Say "go ahead" only when the backend really starts reading, i.e. it was reached.
-    if (expectContinue) req.once('resume', () => res.headersSent || res.writeContinue());
+    res.once('close', () => void spooled.dispose());
+    this.#contentLength = spooled.length;
+    if (spooled.length > 0) {
+      this.#params!.push(['CONTENT_LENGTH', String(spooled.length)]);
+      this.#body = spooled.stream();
+    }
+    this.#queue();
   }
 
-  const controller = new AbortController();
-  let deadline: NodeJS.Timeout | undefined;
-  const onClose = (): void => {
-    if (res.writableFinished) return;
-    clearTimeout(deadline);
-    controller.abort(new ClientGoneError());
-  };
-  res.once('close', onClose);
-  const startDeadline = (): void => {
-    deadline = setTimeout(() => controller.abort(new GatewayTimeoutError(options.backendTimeout)), options.backendTimeout);
-  };
+  /** A backend slot (maxConns), now or once one frees; the wait counts against the deadline. */
+  #queue(): void {
+    const slots = this.#ctx.slots;
+    if (slots === undefined) return this.#send();
+    if (slots.acquire(this)) {
+      this.#holdsSlot = true;
+      return this.#send();
+    }
+    this.#phase = WAITING;
+    this.#armTimer();
+  }
 
-  // Wait for a backend slot (maxConns); the wait counts against the deadline, and running out of it is overload.
-  const { slots } = ctx;
-  if (slots !== undefined) {
-    startDeadline();
+  /** BackendSlots: this request holds a slot now. */
+  slotGranted(): void {
+    this.#holdsSlot = true;
+    if (this.#phase !== WAITING) return this.#releaseSlot();
+    this.#send();
+  }
+
+  #send(): void {
+    this.#phase = CALLING;
+    const req = this.#req;
+    const body = this.#body;
+    // The head deadline runs from the end of the upload: a slow client is not a slow backend.
+    if (body === req && !req.complete) {
+      this.#uploading = true;
+      req.once('end', () => this.#uploadEnded());
+    } else {
+      this.#armTimer();
+    }
+    let call: BackendCall;
     try {
-      await slots.acquire(controller.signal);
+      call = this.#ctx.call({ params: this.#params!, body, contentLength: this.#contentLength }, this);
     } catch (err) {
-      if (body !== req) body?.destroy();
-      const overloaded = err instanceof GatewayTimeoutError ? noSlot(options.backendTimeout, slots) : err;
-      return fail(ctx, req, res, overloaded, started);
-    } finally {
-      clearTimeout(deadline);
+      return this.#fail(err);
+    }
+    this.#call = call;
+    if (this.#abortWanted) call.abort();
+  }
+
+  #uploadEnded(): void {
+    this.#uploading = false;
+    if (this.#phase === CALLING) this.#armTimer();
+  }
+
+  // ---------------------------------------------------------------- ResponseSink
+
+  head(head: BackendResponseHead): void {
+    if (this.#phase !== CALLING) return;
+    const res = this.#res;
+    let relay: RelayHead;
+    try {
+      relay = responseHead(head);
+      res.writeHead(head.status, head.statusText, relay.flat);
+    } catch (err) {
+      this.#abortCall();
+      return this.#fail(err);
+    }
+    this.#expected = relay.contentLength;
+    // From here the timer is the body's idle timer.
+    this.#armTimer();
+    if (bodyless(this.#req.method, head.status)) {
+      // Whatever comes (a HEAD answered with a body) is read and dropped so the backend connection can be reused.
+      this.#phase = DRAINING;
+      res.end();
+    } else {
+      this.#phase = RELAYING;
     }
   }
 
-  // The head deadline runs from the end of the upload: a slow client is not a slow backend.
-  if (body === req && !req.complete) req.once('end', startDeadline);
-  else startDeadline();
-
-  let resp: BackendResponse;
-  try {
-    resp = await untilAborted(options.backend.dispatch({ params, body, contentLength, signal: controller.signal }), controller.signal);
-  } catch (err) {
-    clearTimeout(deadline);
-    req.off('end', startDeadline);
-    slots?.release();
-    if (body !== req) body?.destroy();
-    return fail(ctx, req, res, controller.signal.aborted ? controller.signal.reason : err, started);
+  data(chunk: Buffer): boolean {
+    const phase = this.#phase;
+    if (phase === RELAYING) {
+      const sent = (this.#sent += chunk.length);
+      const expected = this.#expected;
+      if (expected !== undefined && sent > expected) {
+        this.#cut(new RelayError('ERR_GATEWAY_LENGTH_MISMATCH', `gateway: the application sent more than its Content-Length ${expected}`), false);
+        return true;
+      }
+      this.#timer!.refresh();
+      if (this.#res.write(chunk)) return true;
+      // The client pushes back (or is gone: then 'close' comes instead of 'drain').
+      this.#paused = true;
+      if (!this.#drainHooked) {
+        this.#drainHooked = true;
+        this.#res.on('drain', () => this.#drained());
+      }
+      return false;
+    }
+    if (phase === DRAINING) this.#timer!.refresh();
+    return true;
   }
-  clearTimeout(deadline);
-  req.off('end', startDeadline);
-  if (slots !== undefined) {
-    // The slot is free once the application is done, i.e. after END_REQUEST: that record usually
-    // arrives with the last body bytes, so wait one I/O turn for it before the next request may
-    // take the (then idle) connection; releasing earlier would open one more connection.
-    resp.body.once('close', () => setImmediate(releaseSlot, slots));
+
+  end(): void {
+    const phase = this.#phase;
+    if (phase === RELAYING) {
+      const expected = this.#expected;
+      if (expected !== undefined && this.#sent !== expected) {
+        const err = new RelayError('ERR_GATEWAY_LENGTH_MISMATCH', `gateway: the application sent ${this.#sent} of its Content-Length ${expected} bytes`);
+        return this.#cut(err, true);
+      }
+      this.#phase = DONE;
+      clearTimeout(this.#timer);
+      this.#res.end();
+      this.#releaseSlot();
+    } else if (phase === DRAINING) {
+      this.#phase = DONE;
+      clearTimeout(this.#timer);
+      this.#releaseSlot();
+    } else if (phase === CALLING) {
+      this.#fail(new BackendError('ERR_BACKEND_PROTOCOL', 'gateway: the backend ended the response before its head'));
+    }
   }
-  // onClose stays: a client that leaves mid-body must abort the backend request too.
-  relay(ctx, req, res, resp, started);
-}
 
-/**
- * The response, or the signal's reason once it aborts even if the backend
- * ignores the signal: a client must never wait on a backend that does not
- * give up. A response that comes after all the same is thrown away.
- */
-function untilAborted(dispatch: Promise<BackendResponse>, signal: AbortSignal): Promise<BackendResponse> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    dispatch.then(
-      (resp) => {
-        signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) resp.body.destroy();
-        else resolve(resp);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
+  error(err: unknown): void {
+    const phase = this.#phase;
+    if (phase === CALLING) {
+      this.#fail(err);
+    } else if (phase === RELAYING) {
+      this.#cut(err, true);
+    } else if (phase === DRAINING) {
+      // The client has its complete response; only the slot is left to free.
+      this.#phase = DONE;
+      clearTimeout(this.#timer);
+      this.#releaseSlot();
+    }
+  }
 
-function releaseSlot(slots: BackendSlots): void {
-  slots.release();
-}
+  stderr(chunk: Buffer): void {
+    // FastCGI STDERR (PHP warnings) goes to our log, as nginx's "FastCGI sent in stderr".
+    const req = this.#req;
+    this.#ctx.options.log(`${req.method} ${req.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`);
+  }
 
-function noSlot(ms: number, slots: BackendSlots): BackendError {
-  return new BackendError('ERR_BACKEND_OVERLOADED', `gateway: no free backend slot within ${ms} ms (${slots.busy} of ${slots.max} busy, ${slots.waiting} more waiting)`);
+  // ---------------------------------------------------------------- events
+
+  /** The gateway's 'close' listener on the response: the client left unless the response was complete. */
+  responseClosed(): void {
+    const phase = this.#phase;
+    if (phase === DONE || this.#res.writableFinished) return;
+    this.#phase = DONE;
+    clearTimeout(this.#timer);
+    if (phase === WAITING) this.#ctx.slots!.cancel(this);
+    this.#abortCall();
+    this.#releaseSlot();
+    this.#dropSpooled();
+  }
+
+  #drained(): void {
+    if (!this.#paused || this.#phase !== RELAYING) return;
+    this.#paused = false;
+    this.#call?.resume();
+  }
+
+  static #onTimer(self: Forwarding): void {
+    self.#timedOut();
+  }
+
+  #timedOut(): void {
+    const { options, slots } = this.#ctx;
+    switch (this.#phase) {
+      case WAITING:
+        // Running out of time in the queue is overload.
+        slots!.cancel(this);
+        return this.#fail(
+          new BackendError(
+            'ERR_BACKEND_OVERLOADED',
+            `gateway: no free backend slot within ${options.backendTimeout} ms (${slots!.busy} of ${slots!.max} busy, ${slots!.waiting} more waiting)`,
+          ),
+        );
+      case CALLING:
+        if (this.#uploading) return; // armed again at the end of the upload
+        this.#abortCall();
+        return this.#fail(new GatewayTimeoutError(options.backendTimeout));
+      case RELAYING:
+        return this.#cut(new RelayError('ERR_GATEWAY_BODY_IDLE', 'gateway: the application sent no body bytes for too long'), false);
+      case DRAINING:
+        this.#phase = DONE;
+        this.#abortCall();
+        this.#releaseSlot();
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- endings
+
+  /** (Re)starts the one timer: a Timeout can be refreshed, also once it fired, but not once cleared. */
+  #armTimer(): void {
+    if (this.#timer === undefined) this.#timer = setTimeout(Forwarding.#onTimer, this.#ctx.options.backendTimeout, this);
+    else this.#timer.refresh();
+  }
+
+  #abortCall(): void {
+    if (this.#call !== undefined) this.#call.abort();
+    else this.#abortWanted = true;
+  }
+
+  #releaseSlot(): void {
+    if (!this.#holdsSlot) return;
+    this.#holdsSlot = false;
+    this.#ctx.slots!.release();
+  }
+
+  /** A spooled body the backend will not read to its end (the file itself goes at 'close'). */
+  #dropSpooled(): void {
+    const body = this.#body;
+    if (body !== null && body !== this.#req) body.destroy();
+  }
+
+  /** A bug of ours on the asynchronous path: give up on everything, then the gateway answers 500. */
+  #internalError(err: unknown): void {
+    this.#phase = DONE;
+    clearTimeout(this.#timer);
+    this.#abortCall();
+    this.#releaseSlot();
+    this.#dropSpooled();
+    this.#ctx.internalError(this.#req, this.#res, err);
+  }
+
+  /** Answers a failure before the response head (unless the client is gone) and logs 5xx causes. */
+  #fail(err: unknown): void {
+    if (this.#phase === DONE) return;
+    this.#phase = DONE;
+    clearTimeout(this.#timer);
+    this.#releaseSlot();
+    this.#dropSpooled();
+    const req = this.#req;
+    const res = this.#res;
+    if (res.destroyed) return;
+    const { options, stats } = this.#ctx;
+    const status = statusForError(err);
+    stats.countError(status);
+    if (status >= 500) options.log(`${status} ${req.method} ${req.url} after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+    // An unread body would be taken for the next request: close instead.
+    sendError(res, status, { retryAfter: options.retryAfter, close: !req.complete });
+  }
+
+  /**
+   * The body broke off after the head was sent: the connection is cut (a
+   * half-sent response must not look complete). `ended`: the backend is
+   * done with the request already (nothing to abort).
+   */
+  #cut(err: unknown, ended: boolean): void {
+    this.#phase = DONE;
+    clearTimeout(this.#timer);
+    if (!ended) this.#abortCall();
+    this.#releaseSlot();
+    this.#res.destroy();
+    const { options, stats } = this.#ctx;
+    stats.brokenResponses++;
+    options.log(`${this.#req.method} ${this.#req.url}: response cut after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+  }
 }
 
 function buildParams(req: IncomingMessage, options: ResolvedGatewayOptions, contentLength: number | undefined, script?: ScriptTarget): ParamList {
   const socket = req.socket;
   const peer = socket.remoteAddress ?? '';
+  // One object shape with or without a script (the fields cgiParamsFromHttp treats as absent when undefined).
   const input: CgiRequestInput = {
     method: req.method ?? 'GET',
     url: req.url ?? '/',
@@ -175,51 +435,20 @@ function buildParams(req: IncomingMessage, options: ResolvedGatewayOptions, cont
     localAddress: socket.localAddress ?? '',
     localPort: socket.localPort ?? 0,
     https: false,
+    scriptName: undefined,
+    pathInfo: undefined,
+    scriptFilename: undefined,
+    documentRoot: undefined,
     contentLength,
   };
   if (script === undefined) return cgiParamsFromHttp(input);
   input.scriptName = asBytes(script.scriptName);
   // pathInfo is taken as still percent-encoded: escape '%' so a decoded '%' is not decoded twice.
-  input.pathInfo = asBytes(script.pathInfo).replaceAll('%', '%25');
+  const pathInfo = script.pathInfo;
+  input.pathInfo = pathInfo === '' ? '' : asBytes(pathInfo).replaceAll('%', '%25');
   input.scriptFilename = asBytes(script.scriptFilename);
   input.documentRoot = asBytes(script.documentRoot);
   const params = cgiParamsFromHttp(input);
-  params.push(...phpExtraParams(script));
+  for (const extra of phpExtraParams(script)) params.push(extra);
   return params;
-}
-
-function relay(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, resp: BackendResponse, started: number): void {
-  const { options, stats } = ctx;
-  resp.body.on('error', ignoreError);
-  // FastCGI STDERR (PHP warnings) goes to our log, as nginx's "FastCGI sent in stderr".
-  resp.stderr?.on('data', (chunk: Buffer) => options.log(`${req.method} ${req.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`));
-  let head;
-  try {
-    head = responseHead(resp);
-    res.writeHead(resp.status, resp.statusText, head.flat);
-  } catch (err) {
-    resp.body.destroy();
-    return fail(ctx, req, res, err, started);
-  }
-  if (bodyless(req.method, resp.status)) {
-    // Read and drop whatever came (a HEAD answered with a body) so the backend connection can be reused.
-    resp.body.resume();
-    res.end();
-    return;
-  }
-  new ResponsePump(resp.body, res, head.contentLength, options.backendTimeout, (err) => {
-    if (err === undefined || err instanceof ClientClosedError) return;
-    stats.brokenResponses++;
-    options.log(`${req.method} ${req.url}: response cut after ${Date.now() - started} ms: ${describeCause(err)}`);
-  });
-}
-
-/** Answers a failure before the response head (unless the client is gone) and logs 5xx causes. */
-function fail(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, err: unknown, started: number): void {
-  if (err instanceof ClientGoneError || res.destroyed) return;
-  const status = statusForError(err);
-  ctx.stats.countError(status);
-  if (status >= 500) ctx.options.log(`${status} ${req.method} ${req.url} after ${Date.now() - started} ms: ${describeCause(err)}`);
-  // An unread body would be taken for the next request: close instead.
-  sendError(res, status, { retryAfter: ctx.options.retryAfter, close: !req.complete });
 }

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BackendSlots } from './backend-slots.js';
 import { describeCause, sendError } from './error-response.js';
-import { forward, type ForwardContext } from './forward.js';
+import { callerFor, forward, responseClosed, type ForwardContext } from './forward.js';
 import { resolveOptions, type GatewayOptions } from './options.js';
 import { createPhpPreset, type PhpPreset } from './php-preset.js';
 import { serveFile } from './static.js';
@@ -39,16 +39,25 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   const slots = options.maxConns === undefined ? undefined : new BackendSlots(options.maxConns);
   // --max-conns overrides the cap the FastCGI pool learns from the application (FCGI_MAX_CONNS).
   if (options.maxConns !== undefined) fastcgiPoolOf(options.backend)?.setMaxConnections(options.maxConns);
-  const ctx: ForwardContext = { options, stats, slots };
+  // A bug of ours, not the client's or the backend's: answer, log, keep serving.
+  const internalError = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+    stats.countError(500);
+    options.log(`500 ${req.method} ${req.url}: ${describeCause(err)}`);
+    if (!res.destroyed) sendError(res, 500, { close: true });
+  };
+  // Decided once: the backend's own call() when it has one, else dispatch() adapted.
+  const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError };
   const server = http.createServer({ maxHeaderSize: options.maxHeaderSize });
   server.keepAliveTimeout = options.keepAliveTimeout;
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
 
+  // The one 'close' listener of a response: counts it, and tells a forwarded request whose client left.
   const onResponseClose = function (this: ServerResponse): void {
     stats.inFlight--;
     if (this.writableFinished) stats.served++;
     else stats.clientAborts++;
+    responseClosed(this);
     if (closing !== undefined) {
       server.closeIdleConnections();
       if (stats.inFlight === 0) drained?.();
@@ -57,15 +66,14 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
 
   const handle = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
     stats.inFlight++;
-    res.once('close', onResponseClose);
+    res.on('close', onResponseClose);
     // While shutting down, every response ends its connection.
     if (closing !== undefined) res.shouldKeepAlive = false;
-    route(ctx, preset, req, res, expectContinue).catch((err: unknown) => {
-      // A bug of ours, not the client's or the backend's: answer, log, keep serving.
-      stats.countError(500);
-      options.log(`500 ${req.method} ${req.url}: ${describeCause(err)}`);
-      if (!res.destroyed) sendError(res, 500, { close: true });
-    });
+    try {
+      route(ctx, preset, req, res, expectContinue);
+    } catch (err) {
+      internalError(req, res, err);
+    }
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => handle(req, res, false));
   // With a listener here node:http does not send 100 Continue itself: forward() decides.
@@ -103,7 +111,7 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   };
 }
 
-async function route(ctx: ForwardContext, preset: PhpPreset | undefined, req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
+function route(ctx: ForwardContext, preset: PhpPreset | undefined, req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
   const { options, stats } = ctx;
   const url = req.url ?? '/';
   if (options.statusPath !== undefined && (url === options.statusPath || url.startsWith(options.statusPath + '?'))) {

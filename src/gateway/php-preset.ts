@@ -13,8 +13,8 @@
  * (request-path.ts), then every file is checked again after symlinks are
  * resolved.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { join, sep } from 'node:path';
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { sep } from 'node:path';
 import type { ParamList } from '../fastcgi/contract.js';
 import type { OpenFile } from './static.js';
 import { isRefusal, joinSegments, parseRequestPath } from './request-path.js';
@@ -78,7 +78,7 @@ function resolve(root: string, target: string): PresetDecision {
   }
 
   const rel = joinSegments(segments);
-  const found = openInside(root, join(root, rel));
+  const found = openInside(root, under(root, rel));
   if (found === 'missing') {
     // Neither file nor directory: the front controller sees the original REQUEST_URI.
     return script(root, '/' + FRONT_CONTROLLER, '') ?? notFound('no such file and no front controller');
@@ -96,7 +96,7 @@ function resolve(root: string, target: string): PresetDecision {
       if (decision !== null) return decision;
       continue;
     }
-    const file = openInside(root, join(root, name));
+    const file = openInside(root, under(root, name));
     if (typeof file !== 'string' && file.stat.isFile()) return { kind: 'static', file };
     if (typeof file !== 'string') closeSync(file.fd);
   }
@@ -105,7 +105,7 @@ function resolve(root: string, target: string): PresetDecision {
 
 /** The script target when `scriptName` is a regular file inside the root (symlinks resolved), else null. */
 function script(root: string, scriptName: string, pathInfo: string): PresetDecision | null {
-  const filename = join(root, scriptName);
+  const filename = under(root, scriptName);
   if (!regularFileInside(root, filename)) return null;
   return { kind: 'script', script: { scriptName, pathInfo, scriptFilename: filename, documentRoot: root } };
 }
@@ -168,8 +168,9 @@ export function asBytes(s: string): string {
 function openInside(root: string, file: string): OpenFile | 'missing' | 'outside' {
   let fd: number;
   try {
-    // A front-controller app makes "no such file" the common case: stat says so without an exception.
-    if (statSync(file, { throwIfNoEntry: false }) === undefined) return 'missing';
+    // A front-controller app makes "no such file" the common case: say so without an exception
+    // (and without a Stats object: the descriptor is fstat'ed below).
+    if (!existsSync(file)) return 'missing';
     fd = openSync(file, OPEN_FLAGS);
   } catch {
     return 'missing';
@@ -191,6 +192,16 @@ function openInside(root: string, file: string): OpenFile | 'missing' | 'outside
     closeSync(fd);
     throw err;
   }
+}
+
+/**
+ * root + `rel`, as path.join would give it without its normalising pass:
+ * `rel` is built from request-path segments (none empty, `.` or `..`, none
+ * with a `/`) or fixed names, so it is normal already, and root is a
+ * realpath (no trailing slash unless it is `/`).
+ */
+function under(root: string, rel: string): string {
+  return root === sep ? rel : root + rel;
 }
 
 function inside(root: string, real: string): boolean {

@@ -27,11 +27,14 @@ export function parseRequestPath(target: string): RequestPath | PathRefusal {
   const q = target.indexOf('?');
   const raw = q < 0 ? target : target.slice(0, q);
   if (!raw.startsWith('/')) return { refused: 400, reason: 'request-target is not an absolute path' };
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    return { refused: 400, reason: 'malformed %-escape in path' };
+  let decoded = raw;
+  // Without a '%' there is nothing to decode (and nothing malformed).
+  if (raw.includes('%')) {
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      return { refused: 400, reason: 'malformed %-escape in path' };
+    }
   }
   // A NUL ends the name in C (php-cgi, the kernel) but not in JS: a classic way to hide a suffix.
   if (decoded.includes('\0')) return { refused: 400, reason: 'NUL byte in path' };

@@ -10,7 +10,8 @@ import net from 'node:net';
 import http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import { parseServeArgs } from '../../src/cli/serve.js';
-import { distPath, fixture, freePort, httpRequest, repoRoot, spawnTracked, stopProcess, waitForExit, waitForPidGone } from '../helpers/peers.js';
+import { join } from 'node:path';
+import { cgiFcgi, distPath, fixture, freePort, httpRequest, repoRoot, spawnTracked, startPhpCgi, stopProcess, tmpDir, waitForExit, waitForPidGone } from '../helpers/peers.js';
 
 const SERVE = distPath('src', 'cli', 'serve.js');
 
@@ -81,6 +82,15 @@ describe('gatehouse serve: flags', () => {
     assert.equal(p.options.maxConns, 4);
     assert.equal(p.options.timeoutMs, 2500);
     assert.equal(p.options.statusPath, '/s');
+    assert.equal(p.options.keepaliveMs, undefined);
+  });
+
+  it('--keepalive-timeout takes seconds; 0 means a connection per request', () => {
+    for (const [value, ms] of [['0', 0], ['1.5', 1500], ['30', 30_000]] as const) {
+      const p = parseServeArgs(['--keepalive-timeout', value, 'app']);
+      assert.equal(p.kind, 'run');
+      if (p.kind === 'run') assert.equal(p.options.keepaliveMs, ms);
+    }
   });
 
   it('rejects bad values with a message naming the flag', () => {
@@ -88,6 +98,8 @@ describe('gatehouse serve: flags', () => {
       [['--max-conns', '0', 'app'], /--max-conns needs an integer ≥ 1/],
       [['-n', 'x', 'app'], /-n needs an integer ≥ 1/],
       [['--timeout', '-1', 'app'], /--timeout needs a positive number/],
+      [['--timeout', '0', 'app'], /--timeout needs a positive number/],
+      [['--keepalive-timeout', 'x', 'app'], /--keepalive-timeout needs a non-negative number/],
       [['--listen', 'host:http', 'app'], /--listen needs a numeric port/],
       [['--status-path', 'status', 'app'], /must start with '\/'/],
       [['-u', '/a', '-t', '1', 'app'], /at most one of -i, -u or -t/],
@@ -192,5 +204,23 @@ describe('gatehouse serve (CLI)', () => {
     const exited = waitForExit(c, 15_000);
     c.kill('SIGINT');
     assert.equal((await exited).code, 0);
+  });
+
+  it('--keepalive-timeout 0: an idle gateway leaves a one-process php-cgi free for other clients', async () => {
+    const sock = join(tmpDir('gh-ka-'), 'php.sock');
+    const php = await startPhpCgi({ path: sock }, { children: 0 });
+    try {
+      const port = await freePort();
+      const root = fixture('php-app');
+      const c = track(serve(['--listen', String(port), '-u', sock, '--keepalive-timeout', '0', '--root', root]));
+      await output(c).waitFor(/listening on /);
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/hello/gw`)).body.toString(), 'Hello, gw!\n');
+      // With a kept connection the only php-cgi process would sit on it and this would hang.
+      const direct = await cgiFcgi({ path: sock }, { REQUEST_METHOD: 'GET', SCRIPT_FILENAME: join(root, 'index.php'), SCRIPT_NAME: '/index.php', REQUEST_URI: '/hello/direct', REDIRECT_STATUS: '200' }, '', 10_000);
+      assert.match(direct.stdout.toString(), /Hello, direct!/);
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/hello/again`)).body.toString(), 'Hello, again!\n');
+    } finally {
+      await php.stop();
+    }
   });
 });
