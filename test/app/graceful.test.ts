@@ -14,7 +14,8 @@ import type { ChildProcess } from 'node:child_process';
 import { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
 import { installGracefulShutdown } from '../../src/app/index.js';
 import { collect, distPath, spawnTracked, stopProcess, tmpDir, waitForConnectable, waitForExit, waitForPidGone } from '../helpers/peers.js';
-import { cgiEnv, connectUnix, fcgi, fcgiOn, fcgiStart, startApp, withTimeout } from './local.js';
+import { cgiEnv, connectUnix, fcgi, fcgiOn, fcgiStart, startApp } from './local.js';
+import { within } from '../helpers/wait.js';
 
 const HELLO = distPath('examples', 'hello.js');
 
@@ -88,7 +89,7 @@ test('SIGTERM with an idle kept-alive FastCGI connection: it is closed and the w
   const exited = waitForExit(child, 5000);
   const t0 = Date.now();
   child.kill('SIGTERM');
-  await withTimeout(connClosed, 2000, 'kept-alive connection closed');
+  await within(connClosed, 2000, 'kept-alive connection closed');
   assert.equal((await exited).code, 0, logs.stderr());
   assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
 });
@@ -183,7 +184,7 @@ test('in-process: shutdown() with a hard cap aborts what is still running; maxRe
   );
   await new Promise((r) => setTimeout(r, 50));
   const t0 = Date.now();
-  await withTimeout(g.shutdown('test'), 3000, 'shutdown');
+  await within(g.shutdown('test'), 3000, 'shutdown');
   assert.ok(Date.now() - t0 >= 150, 'waited for the cap');
   assert.equal(await stuck, 'aborted');
   assert.ok(release !== null);
@@ -194,7 +195,7 @@ test('in-process: shutdown() with a hard cap aborts what is still running; maxRe
   assert.equal((await fcgi(app2.path, cgiEnv('GET', '/'))).status, 200);
   assert.equal(g2.shuttingDown, false);
   assert.equal((await fcgi(app2.path, cgiEnv('GET', '/'))).status, 200);
-  await withTimeout(closed, 3000, 'close after max requests');
+  await within(closed, 3000, 'close after max requests');
   assert.equal(g2.shuttingDown, true);
 });
 
@@ -218,7 +219,7 @@ test("in-process: the pool's dispatch hooks get {served, managerPid}; postDispat
   const closed = once(app.server, 'close');
   await fcgi(app.path, cgiEnv('GET', '/'));
   await fcgi(app.path, cgiEnv('GET', '/'));
-  await withTimeout(closed, 3000, 'close after exit hook');
+  await within(closed, 3000, 'close after exit hook');
   assert.deepEqual(seen, ['pre 0 4242', 'post 1', 'pre 1 4242', 'post 2']);
   assert.equal(g.shuttingDown, true);
 });

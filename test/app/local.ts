@@ -12,6 +12,7 @@ import type { FcgiEndInfo } from '../../src/fastcgi/client-request.js';
 import { scgiRequest } from '../../src/scgi/client.js';
 import { createServer, type RequestListener, type Server, type ServerOptions } from '../../src/app/index.js';
 import { splitCgi, tmpDir } from '../helpers/peers.js';
+import { within } from '../helpers/wait.js';
 
 export interface Started {
   server: Server;
@@ -26,26 +27,17 @@ export async function startApp(handler: RequestListener, opts: ServerOptions = {
   const server = createServer(handler, opts);
   const path = join(tmpDir('gh-app-'), `app-${++counter}.sock`);
   server.listen(path);
-  await withTimeout(once(server, 'listening'), 5000, 'listen');
+  await within(once(server, 'listening'), 5000, 'listen');
   return {
     server,
     path,
     close: async () => {
       server.closeAllConnections();
-      await withTimeout(new Promise<void>((r) => server.close(() => r())), 5000, 'server close');
+      await within(new Promise<void>((r) => server.close(() => r())), 5000, 'server close');
     },
   };
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 /** CGI params as nginx's fastcgi_params would send them for `method uri`. */
 export function cgiEnv(method: string, uri: string, extra: Record<string, string> = {}): ParamList {
@@ -119,8 +111,8 @@ export function fcgiStart(
   });
   const sent = new Promise<void>((resolve) => req.stdin.end(body ?? '', () => resolve()));
   const response = (async (): Promise<CgiResponse> => {
-    const end = await withTimeout(ended, timeoutMs, 'fastcgi request');
-    if (!req.stdout.readableEnded) await withTimeout(once(req.stdout, 'end'), timeoutMs, 'stdout end');
+    const end = await within(ended, timeoutMs, 'fastcgi request');
+    if (!req.stdout.readableEnded) await within(once(req.stdout, 'end'), timeoutMs, 'stdout end');
     const raw = Buffer.concat(out);
     if (raw.length === 0) return { status: 0, headers: {}, lines: [], body: raw, raw, stderr, end };
     return { ...parseCgi(raw), stderr, end };
@@ -158,7 +150,7 @@ export async function scgi(path: string, params: ParamList, body: Buffer | strin
   ex.response.on('data', (d: Buffer) => out.push(d));
   const done = once(ex.response, 'end');
   ex.body.end(bytes);
-  await withTimeout(done, 10000, 'scgi response');
+  await within(done, 10000, 'scgi response');
   const raw = Buffer.concat(out);
   return { ...parseCgi(raw), stderr: '', end: null };
 }

@@ -13,7 +13,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
 import { cgiParams, fastcgiRequest, logRequestError } from '../../src/app/index.js';
-import { cgiEnv, connectUnix, fcgi, fcgiOn, scgi, startApp, withTimeout, type Started } from './local.js';
+import { cgiEnv, connectUnix, fcgi, fcgiOn, scgi, startApp, type Started } from './local.js';
+import { within } from '../helpers/wait.js';
 
 type Route = (req: IncomingMessage, res: ServerResponse) => unknown;
 const routes = new Map<string, Route>();
@@ -248,12 +249,12 @@ test('flushHeaders sends the head before the body exists', async () => {
   const conn = new FastCgiClientConnection(await connectUnix(app.path));
   const req = conn.request(cgiEnv('GET', '/flush'), { keepConn: false });
   req.stdin.end();
-  const [first] = (await withTimeout(once(req.stdout, 'data'), 5000, 'head')) as [Buffer];
+  const [first] = (await within(once(req.stdout, 'data'), 5000, 'head')) as [Buffer];
   assert.match(first.toString(), /^Status: 200 OK\r\nX-Early: 1\r\n\r\n$/);
   releaseFlush!();
   const rest: Buffer[] = [];
   req.stdout.on('data', (d: Buffer) => rest.push(d));
-  await withTimeout(once(req, 'end'), 5000, 'end');
+  await within(once(req, 'end'), 5000, 'end');
   assert.equal(Buffer.concat(rest).toString(), 'late body');
   conn.destroy();
 });
@@ -289,11 +290,11 @@ test("ABORT_REQUEST: req 'aborted'/'close' and res 'close' fire; the connection 
   const conn = new FastCgiClientConnection(await connectUnix(app.path));
   const req = conn.request(cgiEnv('GET', '/hang'), { keepConn: true });
   req.stdin.end();
-  await withTimeout(once(req.stdout, 'data'), 5000, 'first bytes');
+  await within(once(req.stdout, 'data'), 5000, 'first bytes');
   req.abort();
-  const end = await withTimeout(new Promise((resolve) => req.once('end', resolve)), 5000, 'abort answer');
+  const end = await within(new Promise((resolve) => req.once('end', resolve)), 5000, 'abort answer');
   assert.deepEqual(end, { appStatus: 0, protocolStatus: 0 });
-  const events = await withTimeout(abortSeen!, 5000, 'abort events');
+  const events = await within(abortSeen!, 5000, 'abort events');
   assert.ok(events.includes('res close (finished=false)'), events.join());
   assert.ok(events.includes('req close'), events.join());
   assert.equal((await fcgiOn(conn, cgiEnv('GET', '/hello'))).status, 200);
@@ -305,9 +306,9 @@ test("FastCGI connection lost mid-response: req 'aborted' and res 'close' fire",
   const req = conn.request(cgiEnv('GET', '/hang'), { keepConn: true });
   req.on('error', () => {});
   req.stdin.end();
-  await withTimeout(once(req.stdout, 'data'), 5000, 'first bytes');
+  await within(once(req.stdout, 'data'), 5000, 'first bytes');
   conn.destroy();
-  const events = await withTimeout(abortSeen!, 5000, 'abort events');
+  const events = await within(abortSeen!, 5000, 'abort events');
   assert.ok(events.includes('req aborted'), events.join());
   assert.ok(events.includes('res close (finished=false)'), events.join());
 });
@@ -330,9 +331,9 @@ test("client gone mid-response (SCGI): res 'close' fires with the response unfin
   const { scgiRequest } = await import('../../src/scgi/client.js');
   const ex = scgiRequest(socket, cgiEnv('GET', '/drip').filter(([n]) => n !== 'CONTENT_LENGTH'), 0);
   ex.body.end();
-  await withTimeout(once(ex.response, 'data'), 5000, 'first bytes');
+  await within(once(ex.response, 'data'), 5000, 'first bytes');
   ex.response.destroy();
-  assert.equal(await withTimeout(dripEvents!, 5000, 'close event'), 'res close (finished=false)');
+  assert.equal(await within(dripEvents!, 5000, 'close event'), 'res close (finished=false)');
 });
 
 routes.set('/big', (_req, res) => {
@@ -362,7 +363,7 @@ test('a large response is paced by backpressure (res drains) and arrives whole t
   await new Promise((r) => setTimeout(r, 200));
   req.stdout.on('data', (d: Buffer) => (bytes += d.length));
   req.stdout.resume();
-  await withTimeout(once(req, 'end'), 20000, 'big response');
+  await within(once(req, 'end'), 20000, 'big response');
   const headLen = 'Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n'.length;
   assert.equal(bytes, 128 * 64 * 1024 + headLen);
   assert.ok(bigDrains[0]! > 0, `expected the app to see 'drain', saw ${bigDrains[0]}`);
@@ -393,7 +394,7 @@ test('GET_VALUES answers the configured limits', async () => {
   const limited = await startApp(router, { maxConns: 7, maxReqs: 3, mpxsConns: false });
   try {
     const conn = new FastCgiClientConnection(await connectUnix(limited.path));
-    const values = await withTimeout(conn.getValues(['FCGI_MAX_CONNS', 'FCGI_MAX_REQS', 'FCGI_MPXS_CONNS']), 5000, 'GET_VALUES');
+    const values = await within(conn.getValues(['FCGI_MAX_CONNS', 'FCGI_MAX_REQS', 'FCGI_MPXS_CONNS']), 5000, 'GET_VALUES');
     assert.deepEqual(Object.fromEntries(values), { FCGI_MAX_CONNS: '7', FCGI_MAX_REQS: '3', FCGI_MPXS_CONNS: '0' });
     conn.destroy();
   } finally {
@@ -428,7 +429,7 @@ test('without KEEP_CONN the server closes the connection after the request', asy
   const conn = new FastCgiClientConnection(socket);
   const closed = once(socket, 'close');
   await fcgiOn(conn, cgiEnv('GET', '/hello'), undefined, { keepConn: false });
-  await withTimeout(closed, 5000, 'server close');
+  await within(closed, 5000, 'server close');
 });
 
 test('a role the server does not serve gets END_REQUEST(UNKNOWN_ROLE)', async () => {
@@ -445,7 +446,7 @@ test('malformed FastCGI bytes close that connection only; the next connection is
     const bad = await connectUnix(app.path);
     const closed = once(bad, 'close');
     bad.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-    await withTimeout(closed, 5000, 'bad connection closed');
+    await within(closed, 5000, 'bad connection closed');
     assert.equal((errors[0] as Error & { code?: string }).code, 'ERR_FCGI_BAD_VERSION');
     assert.equal((await fcgi(app.path, cgiEnv('GET', '/hello'))).status, 200);
   } finally {
@@ -463,10 +464,10 @@ test('close(): idle kept-alive connections close at once, in-flight requests fin
   const idleClosed = once(idle.socket, 'close');
   const serverClosed = new Promise<void>((r) => s.server.close(() => r()));
   const t0 = Date.now();
-  await withTimeout(idleClosed, 1000, 'idle connection close');
+  await within(idleClosed, 1000, 'idle connection close');
   assert.ok(Date.now() - t0 < 200, 'idle connection closed promptly');
   assert.equal((await slow).body.toString(), 'waited 300');
-  await withTimeout(serverClosed, 5000, 'server close');
+  await within(serverClosed, 5000, 'server close');
 });
 
 test('createServer(options, handler) order; preDispatch/postDispatch run around each request', async () => {

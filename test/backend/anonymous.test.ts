@@ -11,7 +11,8 @@ import { BackendError, type BackendProtocol } from '../../src/backend/contract.j
 import { ChildExitedError } from '../../src/backend/errors.js';
 import type { AnonymousConnector } from '../../src/backend/anonymous-mode.js';
 import { fixture, tmpDir, waitForPidGone } from '../helpers/peers.js';
-import { appProgram, ask, childReaped, Cleanup, pidAlive, readAll, recordingLog } from './support.js';
+import { appProgram, ask, childReaped, Cleanup, pidAlive, recordingLog } from './support.js';
+import { readAll } from '../helpers/wait.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -12,7 +12,8 @@ import { Readable } from 'node:stream';
 import { BackendError, type BackendCall, type BackendProtocol, type BackendRequest, type BackendResponseHead } from '../../src/backend/contract.js';
 import type { GatehouseBackend } from '../../src/backend/create-backend.js';
 import { tmpDir } from '../helpers/peers.js';
-import { appProgram, Cleanup, readAll, recordingLog, waitUntil } from './support.js';
+import { appProgram, Cleanup, recordingLog } from './support.js';
+import { readAll, waitUntil } from '../helpers/wait.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -5,10 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { createBackend, type GatehouseBackend } from '../../src/backend/create-backend.js';
 import type { BackendOptions, BackendProtocol, BackendResponse } from '../../src/backend/contract.js';
 import { fixture, tmpDir, waitForPidGone } from '../helpers/peers.js';
+import { readAll } from '../helpers/wait.js';
 
 /** The fixture application speaking `protocol` (plain .mjs, run by this node). */
 export function appProgram(protocol: BackendProtocol): string[] {
@@ -32,11 +32,6 @@ export function recordingLog(): { log: (line: string) => void; lines: LogLine[];
   };
 }
 
-export async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
-}
 
 export interface AppAnswer {
   status: number;
@@ -152,11 +147,3 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Polls `cond` every 10 ms until true; throws after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -10,7 +10,8 @@ import net from 'node:net';
 import { BackendError, type BackendProtocol } from '../../src/backend/contract.js';
 import { loadNative } from '../../src/pool/native.js';
 import { freePort } from '../helpers/peers.js';
-import { appProgram, ask, Cleanup, readAll, recordingLog } from './support.js';
+import { appProgram, ask, Cleanup, recordingLog } from './support.js';
+import { readAll } from '../helpers/wait.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { encodeAshdRequest } from '../../src/backend/ashd/request.js';
 import { fixture, freePort, tmpDir, waitForPidGone } from '../helpers/peers.js';
 import { AshdParent, parseHttpResponse } from '../backend/ashd-driver.js';
-import { appProgram, pidAlive, waitUntil } from '../backend/support.js';
+import { appProgram, pidAlive } from '../backend/support.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const parents: AshdParent[] = [];
 /** FIXTURE_STATE_DIRs of programs that outlive callscgi (launching mode): their pids are killed at the end. */

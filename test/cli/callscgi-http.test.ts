@@ -6,7 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { collect, freePort, httpRequest, spawnTracked, stopProcess, waitForConnectable, waitForExit, waitForPidGone } from '../helpers/peers.js';
 import { cliPath } from '../backend/ashd-driver.js';
-import { appProgram, waitUntil } from '../backend/support.js';
+import { appProgram } from '../backend/support.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const children: Array<ReturnType<typeof spawnTracked>> = [];
 after(async () => {

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import type { FcgiServerRequest } from '../../src/fastcgi/contract.js';
 import type { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
-import { collect, connectClient, deferred, startServer, within, type TestServer } from './harness.js';
+import { collect, connectClient, startServer, type TestServer } from './harness.js';
+import { deferred, within } from '../helpers/wait.js';
 
 const TOTAL = 6 * 1024 * 1024;
 /** Far below TOTAL: without backpressure a fast producer runs megabytes ahead of a slow consumer. */

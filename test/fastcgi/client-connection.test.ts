@@ -15,7 +15,8 @@ import {
 import { ProtocolStatus, RecordType } from '../../src/fastcgi/constants.js';
 import { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
 import { FastCgiConnectionError, FastCgiProtocolError } from '../../src/fastcgi/errors.js';
-import { RawPeer, collect, within } from './harness.js';
+import { RawPeer, collect } from './harness.js';
+import { within } from '../helpers/wait.js';
 
 const { BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT, STDERR, GET_VALUES, UNKNOWN_TYPE } = RecordType;
 

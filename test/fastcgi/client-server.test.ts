@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { ProtocolStatus } from '../../src/fastcgi/constants.js';
 import type { FcgiServerRequest } from '../../src/fastcgi/contract.js';
 import type { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
-import { collect, connectClient, deferred, readAll, startServer, within, type TestServer } from './harness.js';
+import { collect, connectClient, startServer, type TestServer } from './harness.js';
+import { deferred, readAll, within } from '../helpers/wait.js';
 
 const servers: TestServer[] = [];
 const clients: FastCgiClientConnection[] = [];

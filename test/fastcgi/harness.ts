@@ -10,22 +10,7 @@ import { createFastCgiServer, type FastCgiServerConnection, type FastCgiServerCo
 import { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
 import type { ClientRequest, FcgiEndInfo } from '../../src/fastcgi/client-request.js';
 import type { FcgiServerRequest } from '../../src/fastcgi/contract.js';
-
-/** Rejects if `p` does not settle within `ms` (every wait in these tests is bounded). */
-export function within<T>(p: Promise<T>, ms = 5000, what = 'operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A promise with its resolve function, for values produced inside handlers. */
-export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
+import { within } from '../helpers/wait.js';
 
 export interface TestServer {
   server: net.Server;
@@ -177,11 +162,4 @@ export function collect(req: ClientRequest, ms = 10000): Promise<Collected> {
     ms,
     `response of request ${req.requestId}`,
   );
-}
-
-/** Reads a whole Readable into one Buffer. */
-export async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }

@@ -9,7 +9,8 @@ import { ProtocolStatus } from '../../src/fastcgi/constants.js';
 import type { FcgiServerRequest, ParamList } from '../../src/fastcgi/contract.js';
 import type { FastCgiClientConnection } from '../../src/fastcgi/client-connection.js';
 import { cgiFcgi, fixture, httpRequest, splitCgi, startNginx, startPhpCgi, tmpDir, type Nginx, type Peer } from '../helpers/peers.js';
-import { collect, connectClient, readAll, startServer, within, type TestServer } from './harness.js';
+import { collect, connectClient, startServer, type TestServer } from './harness.js';
+import { readAll, within } from '../helpers/wait.js';
 
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 

@@ -6,7 +6,8 @@ import { encodeBeginRequestBody, encodeGetValues, encodePairs, encodeRecord, dec
 import { ProtocolStatus, RecordType, Role } from '../../src/fastcgi/constants.js';
 import type { FcgiServerRequest } from '../../src/fastcgi/contract.js';
 import type { FastCgiProtocolError } from '../../src/fastcgi/errors.js';
-import { RawPeer, deferred, readAll, startServer, within, type TestServer } from './harness.js';
+import { RawPeer, startServer, type TestServer } from './harness.js';
+import { deferred, readAll, within } from '../helpers/wait.js';
 
 const { BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT, STDERR, GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE } = RecordType;
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { waitUntil } from '../helpers/wait.js';
 
 /** Repository root (this file runs from dist/test/pool). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -204,15 +205,6 @@ export async function waitForService(socketPath: string, params: Record<string, 
   }
 }
 
-/** Polls `cond` every 10 ms until true; rejects with `what` after `timeoutMs`. */
-export async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (cond()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await tick(10);
-  }
-}
 
 function tick(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

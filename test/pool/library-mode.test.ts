@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { cleanup, isGone, LoggedProcess, parentOf, ROOT, tempDir, waitUntil } from './harness.js';
+import { cleanup, isGone, LoggedProcess, parentOf, ROOT, tempDir } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SCRIPT = `
 import { createServer } from 'node:net';

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ProcManager, type ManagerLogEvent, type WorkerInfo } from '../../src/pool/index.js';
-import { cleanup, fcgiRequest, isGone, PERL_APP, procState, tempDir, waitAccepting, waitForService, waitUntil } from './harness.js';
+import { cleanup, fcgiRequest, isGone, PERL_APP, procState, tempDir, waitAccepting, waitForService } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 describe('ProcManager API', () => {
   const spawned: number[] = [];

@@ -10,7 +10,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { execWrapperPath, loadNative } from '../../src/pool/native.js';
-import { cleanup, isGone, tempDir, waitUntil } from './harness.js';
+import { cleanup, isGone, tempDir } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const native = loadNative();
 const ADDON_PATH = join(execWrapperPath(), '..', 'gatehouse_native.node');

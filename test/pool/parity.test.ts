@@ -10,19 +10,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  cleanup,
-  fcgiRequest,
-  isAlive,
-  isGone,
-  PERL_APP,
-  startGatehouse,
-  startPerlOriginal,
-  tempDir,
-  waitAccepting,
-  waitUntil,
-  type LoggedProcess,
-} from './harness.js';
+import { cleanup, fcgiRequest, isAlive, isGone, PERL_APP, startGatehouse, startPerlOriginal, tempDir, waitAccepting, type LoggedProcess } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface PoolOptions {
   n: number;

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { cleanup, fcgiRequest, isGone, parentOf, startGatehouse, tempDir, waitAccepting, waitForService, waitUntil } from './harness.js';
+import { cleanup, fcgiRequest, isGone, parentOf, startGatehouse, tempDir, waitAccepting, waitForService } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const PHP_ENV = { PHP_FCGI_CHILDREN: '0' };
 

@@ -9,20 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import {
-  cleanup,
-  fcgiRequest,
-  isAlive,
-  isGone,
-  PERL_APP,
-  procState,
-  startGatehouse,
-  tempDir,
-  waitAccepting,
-  waitForService,
-  waitUntil,
-  type LoggedProcess,
-} from './harness.js';
+import { cleanup, fcgiRequest, isAlive, isGone, PERL_APP, procState, startGatehouse, tempDir, waitAccepting, waitForService, type LoggedProcess } from './harness.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const STARTED = /server \(pid (\d+)\) started/;
 
