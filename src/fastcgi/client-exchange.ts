@@ -8,11 +8,11 @@
  * and goes out in one write(2).
  */
 import { encodeBeginRequestBody, encodePairs, encodeRecord, encodeStream } from './codec.js';
-import { FCGI_HEADER_LEN, FCGI_MAX_CONTENT_LENGTH, FCGI_MAX_NAME_VALUE_LENGTH, FCGI_VERSION_1, Flags, RecordType } from './constants.js';
+import { FCGI_HEADER_LEN, FCGI_MAX_CONTENT_LENGTH, FCGI_MAX_NAME_VALUE_LENGTH, Flags, RecordType } from './constants.js';
 import type { ParamList } from './contract.js';
 import { FastCgiProtocolError, type FastCgiConnectionError } from './errors.js';
 import type { InboundGate, InboundStream } from './inbound.js';
-import { RecordStreamWritable, type RecordOutput } from './outbound.js';
+import { putHeader, RecordStreamWritable, type RecordOutput } from './outbound.js';
 import type { FcgiEndInfo } from './client-request.js';
 
 /** What the connection routes a request's records to (ClientRequest and ClientExchange both are one). */
@@ -156,17 +156,6 @@ function byteLen(s: string): number {
 
 function tooLarge(n: number): FastCgiProtocolError {
   return new FastCgiProtocolError('ERR_FCGI_PARAMS_TOO_LARGE', `name/value length ${n} is not encodable (max ${FCGI_MAX_NAME_VALUE_LENGTH})`);
-}
-
-function putHeader(b: Buffer, at: number, type: number, requestId: number, len: number, pad: number): void {
-  b[at] = FCGI_VERSION_1;
-  b[at + 1] = type;
-  b[at + 2] = requestId >>> 8;
-  b[at + 3] = requestId & 0xff;
-  b[at + 4] = len >>> 8;
-  b[at + 5] = len & 0xff;
-  b[at + 6] = pad;
-  b[at + 7] = 0;
 }
 
 function putSize(b: Buffer, at: number, n: number): number {
