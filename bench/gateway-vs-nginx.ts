@@ -9,6 +9,9 @@
  * starve: wrk timeouts), gatehouse with kept-alive connections and
  * --max-conns 4 (requests beyond 4 wait in the gateway).
  *
+ * A third gatehouse runs the first configuration as `--workers 2` (two
+ * gateway processes on one socket, --max-conns 4 split 2 + 2).
+ *
  * Prints req/s and p99 per front (median of alternating rounds) and their
  * ratio, then p99 and the gateway's peak RSS at 1000 concurrent keep-alive
  * clients.
@@ -22,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { groupCpuMs, machineCpuMs } from './lib/procfs.js';
+import { Family, groupCpuMs, machineCpuMs } from './lib/procfs.js';
 import { distPath, fixture, freePort, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
 
 interface WrkResult {
@@ -49,15 +52,24 @@ async function startGateway(args: string[]): Promise<{ child: ChildProcess; url:
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
-/** Polls the status page until the gateway holds no FastCGI connection (bounded: 10 s). */
-async function idleConnectionsClosed(url: string): Promise<void> {
+/**
+ * Polls the status page until the gateway holds no FastCGI connection
+ * (bounded: 10 s). With `serve --workers N` each page is one worker's:
+ * every request is a fresh connection (the kernel picks the worker), and
+ * the wait ends once each of the N workers (told apart by the page's pid)
+ * has answered 0. Nothing opens a FastCGI connection while we poll, so a
+ * worker that said 0 stays at 0.
+ */
+async function idleConnectionsClosed(url: string, workers = 1): Promise<void> {
   const deadline = Date.now() + 10_000;
+  const idle = new Set<number>();
   for (;;) {
-    const res = await fetch(`${url}${STATUS}?json`);
-    const state = (await res.json()) as { backend: Record<string, unknown> };
-    if (state.backend['connections open'] === 0) return;
-    if (Date.now() > deadline) throw new Error(`the gateway still holds connections: ${JSON.stringify(state.backend)}`);
-    await sleep(100);
+    const res = await fetch(`${url}${STATUS}?json`, { headers: { connection: 'close' } });
+    const state = (await res.json()) as { pid: number; backend: Record<string, unknown> };
+    if (state.backend['connections open'] === 0) idle.add(state.pid);
+    if (idle.size >= workers) return;
+    if (Date.now() > deadline) throw new Error(`a gateway worker still holds connections: ${JSON.stringify(state)}`);
+    if (state.backend['connections open'] !== 0) await sleep(100);
   }
 }
 
@@ -74,15 +86,30 @@ function toMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
 }
 
-/** Process groups whose CPU time is charged per request: the front under test and php-cgi. */
+/** Process groups whose CPU time is charged per request: the front under test (with --workers, one group per worker) and php-cgi. */
 interface Groups {
-  front: number;
+  front: number[];
   php: number;
+}
+
+const frontCpuMs = (groups: Groups): number => groups.front.reduce((sum, g) => sum + groupCpuMs(g), 0);
+
+/** The gateway workers of `serve --workers n` (each leads its own process group), once all are up (bounded: 10 s). */
+async function gatewayWorkers(primary: number, n: number): Promise<number[]> {
+  const family = new Family(primary);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    family.refresh();
+    const pids = family.descendants();
+    if (pids.length >= n) return pids;
+    if (Date.now() > deadline) throw new Error(`only ${pids.length} of ${n} gateway workers started`);
+    await sleep(20);
+  }
 }
 
 /** Runs wrk (with a raised fd limit for large -c) and parses req/s, the 99th percentile and CPU per request. */
 function wrk(url: string, duration: string, connections: number, groups: Groups): Promise<WrkResult> {
-  const before = { front: groupCpuMs(groups.front), php: groupCpuMs(groups.php), machine: machineCpuMs().busy };
+  const before = { front: frontCpuMs(groups), php: groupCpuMs(groups.php), machine: machineCpuMs().busy };
   const threads = Math.min(2, connections);
   const script = 'ulimit -n 65536 2>/dev/null || true; exec wrk "$@"';
   const args = ['-c', script, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}`, '--latency', '--timeout', '10s', url];
@@ -91,7 +118,7 @@ function wrk(url: string, duration: string, connections: number, groups: Groups)
       if (err) return reject(err);
       const perRequest = (ms: number): number => (ms * 1000) / Math.max(1, Number(/(\d+) requests in/.exec(out)?.[1] ?? 0));
       const cpuUs = {
-        front: perRequest(groupCpuMs(groups.front) - before.front),
+        front: perRequest(frontCpuMs(groups) - before.front),
         php: perRequest(groupCpuMs(groups.php) - before.php),
         machine: perRequest(machineCpuMs().busy - before.machine),
       };
@@ -153,35 +180,41 @@ async function main(): Promise<void> {
     }`,
     { workers: 1 },
   );
-  // Two gateways on the same php-cgi: kept-alive connections (what we recommend, capped at the
-  // worker count) and a connection per request (what nginx does by default).
+  // Three gateways on the same php-cgi: kept-alive connections (what we recommend, capped at the
+  // worker count), a connection per request (what nginx does by default), and the first as two
+  // gateway processes (--workers 2: the 4 connections split 2 + 2).
   const gateways = {
     gatehouse: await startGateway(['-u', sock, '--max-conns', '4', '--keepalive-timeout', '1', '--status-path', STATUS, '--root', root]),
     'gatehouse-nka': await startGateway(['-u', sock, '--max-conns', '4', '--keepalive-timeout', '0', '--root', root]),
+    'gatehouse-w2': await startGateway(['-u', sock, '--workers', '2', '--max-conns', '4', '--keepalive-timeout', '1', '--status-path', STATUS, '--root', root]),
   };
+  const w2Workers = await gatewayWorkers(gateways['gatehouse-w2'].child.pid!, 2);
   try {
     const fronts = {
       gatehouse: `${gateways.gatehouse.url}${PATH}`,
       'gatehouse-nka': `${gateways['gatehouse-nka'].url}${PATH}`,
+      'gatehouse-w2': `${gateways['gatehouse-w2'].url}${PATH}`,
       nginx: `${nginx.url}${PATH}`,
     };
     type Front = keyof typeof fronts;
     const names = Object.keys(fronts) as Front[];
     // spawnTracked puts each in its own process group.
     const groups: Record<Front, Groups> = {
-      gatehouse: { front: gateways.gatehouse.child.pid!, php: php.child.pid! },
-      'gatehouse-nka': { front: gateways['gatehouse-nka'].child.pid!, php: php.child.pid! },
-      nginx: { front: nginx.child.pid!, php: php.child.pid! },
+      gatehouse: { front: [gateways.gatehouse.child.pid!], php: php.child.pid! },
+      'gatehouse-nka': { front: [gateways['gatehouse-nka'].child.pid!], php: php.child.pid! },
+      'gatehouse-w2': { front: [gateways['gatehouse-w2'].child.pid!, ...w2Workers], php: php.child.pid! },
+      nginx: { front: [nginx.child.pid!], php: php.child.pid! },
     };
     /** A kept connection holds a php-cgi worker: let them go before another front runs on the same workers. */
     const run = async (name: Front, duration: string, clients: number): Promise<WrkResult> => {
       const result = await wrk(fronts[name], duration, clients, groups[name]);
       if (name === 'gatehouse') await idleConnectionsClosed(gateways.gatehouse.url);
+      if (name === 'gatehouse-w2') await idleConnectionsClosed(gateways['gatehouse-w2'].url, w2Workers.length);
       return result;
     };
     for (const name of names) await run(name, '2s', connections); // warm up (JIT, connections)
 
-    const runs: Record<Front, WrkResult[]> = { gatehouse: [], 'gatehouse-nka': [], nginx: [] };
+    const runs: Record<Front, WrkResult[]> = { gatehouse: [], 'gatehouse-nka': [], 'gatehouse-w2': [], nginx: [] };
     for (let r = 0; r < rounds; r++) {
       for (const name of names) {
         const result = await run(name, values.duration!, connections);
@@ -198,6 +231,7 @@ async function main(): Promise<void> {
     const label: Record<Front, string> = {
       gatehouse: 'gatehouse (keep-alive, --max-conns 4)',
       'gatehouse-nka': 'gatehouse (--keepalive-timeout 0)   ',
+      'gatehouse-w2': 'gatehouse --workers 2 (max-conns 2+2)',
       nginx: 'nginx (1 worker, keep_conn off)      ',
     };
     console.log(`php-cgi: 4 workers on one socket; GET ${PATH}; wrk -c${connections} -d${values.duration}; median of ${rounds} alternating rounds; node ${process.version}`);
@@ -207,7 +241,7 @@ async function main(): Promise<void> {
       console.log(`  ${label[name]} ${x.rps.toFixed(0).padStart(7)} req/s   p99 ${x.p99.toFixed(2).padStart(6)} ms   CPU µs/request: ${x.cpu}${ratio}`);
     }
 
-    const pid = groups.gatehouse.front;
+    const pid = gateways.gatehouse.child.pid!;
     const idleKb = rssKb(pid);
     const { result: gBurst, peakKb } = await peakRss(pid, run('gatehouse', values.duration!, burst));
     const nBurst = await run('nginx', values.duration!, burst);

@@ -118,6 +118,14 @@ export interface BackendOptions {
   retries?: number;
   /** Anonymous mode: run this many workers on the socket through the pool manager (default 1). */
   processes?: number;
+  /**
+   * Anonymous mode: run PROGRAM under the pool manager even when processes
+   * is 1. The manager keeps the socket open and respawns a program that
+   * exits, so processes other than ours that connect to the socket
+   * (`serve --workers`) never find it refusing. Default false: one child,
+   * restarted by the next connect that it refuses.
+   */
+  pooled?: boolean;
   /** Bound on one connect() (default 10 s) → ERR_BACKEND_TIMEOUT. */
   connectTimeoutMs?: number;
   /** Bound on waiting for the complete response head after the request was sent (default 60 s) → ERR_BACKEND_TIMEOUT. */

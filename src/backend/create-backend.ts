@@ -21,7 +21,7 @@ import { createConnector, decideMode } from './modes.js';
 import { backendError, ChildExitedError, errorText } from './errors.js';
 import { FastCgiTransport } from './fastcgi-transport.js';
 import { scgiDispatch } from './scgi-transport.js';
-import type { AnonymousPool } from './anonymous-mode.js';
+import { AnonymousConnector, type AnonymousPool } from './anonymous-mode.js';
 import { createAnonymousPool } from './pool.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -79,7 +79,7 @@ export class GatehouseBackend implements Backend {
       log,
     };
     let pool: AnonymousPool | undefined;
-    if (this.mode === 'anonymous' && (options.processes ?? 1) > 1) pool = createAnonymousPool(options, ctx);
+    if (this.mode === 'anonymous' && ((options.processes ?? 1) > 1 || options.pooled === true)) pool = createAnonymousPool(options, ctx);
     this.connector = createConnector(this.mode, options, ctx, pool);
     this.#headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
     if (this.protocol === 'fastcgi') {
@@ -102,6 +102,11 @@ export class GatehouseBackend implements Backend {
   /** The FastCGI connection pool (undefined for SCGI); for tests and status. */
   get fastcgiPool(): FastCgiTransport | undefined {
     return this.#fastcgi;
+  }
+
+  /** Anonymous mode: the application's socket, once started (what other processes may connect to). */
+  get socketPath(): string | undefined {
+    return this.connector instanceof AnonymousConnector ? this.connector.socketPath : undefined;
   }
 
   async start(): Promise<void> {

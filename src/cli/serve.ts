@@ -6,8 +6,10 @@
  *   2  a usage error (one line + usage on stderr)
  * The backend mode is picked from the flags exactly as callscgi does
  * (address only → client, PROGRAM only → anonymous, both → launching, or
- * mixed with -N).
+ * mixed with -N). With --workers N this process runs the backend and N
+ * gateway workers (serve-worker.ts) on one HTTP listening socket.
  */
+import { fileURLToPath } from 'node:url';
 import type { BackendOptions, BackendProtocol } from '../backend/contract.js';
 import { createBackend, GatehouseBackend } from '../backend/create-backend.js';
 import { decideMode } from '../backend/modes.js';
@@ -15,12 +17,13 @@ import { describeAddress } from '../backend/address.js';
 import { applyBackendFlag, BACKEND_SHORT_FLAGS, integerFlag, onStopSignals, parseHttpListen, parseUntilProgram, type BackendFlags, type OptionSpec } from './backend-flags.js';
 import type { Backend } from '../backend/contract.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
+import { ProcManager } from '../pool/manager.js';
 import { describeCause } from '../gateway/error-response.js';
 
 export const SERVE_USAGE = `usage: gatehouse serve [--listen [HOST:]PORT] [--scgi|--fastcgi] [-N RETRIES] [-i ID]
                        [-u UNIXPATH] [-t [HOST:]PORT] [-n N] [--root DIR] [--timeout S]
                        [--max-conns N] [--keepalive-timeout S] [--status-path P]
-                       [--] [PROGRAM [ARGS...]]
+                       [--workers N] [--] [PROGRAM [ARGS...]]
 
 An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
 
@@ -42,7 +45,11 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
                         open for reuse (default 30); 0 = a new connection per request.
                         A php-cgi/php-fpm process serves one connection at a time, so an
                         idle kept connection holds a worker other clients cannot use
-  --status-path P       serve the gateway's status page at P (e.g. /gatehouse-status)
+  --status-path P       serve the gateway's status page at P (e.g. /gatehouse-status);
+                        with --workers, each worker answers with its own counters
+  --workers N           run the gateway as N processes accepting on one listening
+                        socket, to use N cores (default 1); --max-conns is split
+                        among them, so it must be at least N
   -h, --help            print this help
 
 Modes, as callscgi: an address only → connect to a running application;
@@ -55,6 +62,10 @@ const DEFAULT_LISTEN = { host: '127.0.0.1', port: 8080 };
 const PHP_PROGRAM = ['php-cgi'];
 /** After closeTimeout, how long the backend gets to stop its children before we give up. */
 const BACKEND_CLOSE_GRACE_MS = 15_000;
+/** --workers: the worker's entry point (serve-worker.ts), run by this node. */
+const WORKER_ENTRY = fileURLToPath(new URL('./serve-worker.js', import.meta.url));
+/** --workers: a TERMed worker gets the gateway's closeTimeout (10 s) and a little more before SIGKILL. */
+const WORKER_DIE_TIMEOUT_S = 15;
 
 export interface ServeFlags extends BackendFlags {
   listen: { host: string; port: number };
@@ -65,14 +76,19 @@ export interface ServeFlags extends BackendFlags {
   maxConns: number | undefined;
   /** FastCGI: idle connection lifetime; 0 = no keep-alive; undefined = the backend's default. */
   keepaliveMs: number | undefined;
+  /** Gateway processes on one listening socket (1: this process serves). */
+  workers: number;
   program: string[];
 }
+
+/** What one gateway process needs of the flags: all but where to listen (a --workers worker gets them as one JSON argument). */
+export type WorkerFlags = Omit<ServeFlags, 'listen'>;
 
 export type ServeParse = { kind: 'run'; options: ServeFlags } | { kind: 'help' } | { kind: 'error'; message: string };
 
 const OPTION_SPEC: OptionSpec = {
   short: BACKEND_SHORT_FLAGS,
-  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout']),
+  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout', '--workers']),
   longFlags: new Set(['--fastcgi', '--scgi']),
 };
 
@@ -96,6 +112,7 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     statusPath: undefined,
     maxConns: undefined,
     keepaliveMs: undefined,
+    workers: 1,
     program: parsed.program,
   };
   try {
@@ -110,7 +127,13 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     if (o.root === undefined) return { kind: 'error', message: 'need an address (-i, -u or -t) or a PROGRAM to start' };
     o.program = PHP_PROGRAM;
     // php-cgi serves one connection per process: never more requests at it than it has processes.
+    if (o.maxConns === undefined && o.processes < o.workers) {
+      return { kind: 'error', message: `--root runs php-cgi with -n ${o.processes}, fewer processes than --workers ${o.workers}: give -n ≥ ${o.workers}` };
+    }
     o.maxConns ??= o.processes;
+  }
+  if (o.maxConns !== undefined && o.maxConns < o.workers) {
+    return { kind: 'error', message: `--max-conns ${o.maxConns} is less than --workers ${o.workers}: each worker needs at least one` };
   }
   return { kind: 'run', options: o };
 }
@@ -141,6 +164,9 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
     case '--max-conns':
       o.maxConns = integerFlag('--max-conns', value, 1);
       return;
+    case '--workers':
+      o.workers = integerFlag('--workers', value, 1);
+      return;
   }
 }
 
@@ -168,7 +194,7 @@ function phpCgiOptions(processes: number): Pick<BackendOptions, 'env' | 'process
 }
 
 /** "anonymous: node dist/examples/hello.js", "client: /run/app.sock". */
-function describeBackend(mode: string, o: ServeFlags): string {
+function describeBackend(mode: string, o: WorkerFlags): string {
   const parts = [o.address && describeAddress(o.address), o.program.length > 0 ? o.program.join(' ') : undefined];
   return `${mode}: ${parts.filter((p) => p !== undefined).join(' + ')}`;
 }
@@ -188,19 +214,32 @@ export async function runServe(argv: string[]): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`gatehouse: ${line}\n`);
   };
-  const backendOptions: BackendOptions = {
+  return o.workers > 1 ? runPrimary(o, log) : serveGateway(o, log, o.listen);
+}
+
+/** The backend the flags describe; `pooled`: an anonymous PROGRAM under the pool manager (--workers). */
+function backendOptionsOf(o: WorkerFlags, pooled: boolean): BackendOptions {
+  return {
     protocol: o.protocol,
     ...(o.address !== undefined && { address: o.address }),
     ...(o.program.length > 0 && { program: o.program }),
     retries: o.retries,
     processes: o.processes,
+    ...(pooled && { pooled }),
     headerTimeoutMs: o.timeoutMs,
     ...(o.keepaliveMs === 0 && { keepConn: false }),
     ...(o.keepaliveMs !== undefined && o.keepaliveMs > 0 && { idleTimeoutMs: o.keepaliveMs }),
     ...(o.program === PHP_PROGRAM && phpCgiOptions(o.processes)),
   };
-  let backend: Backend;
-  let gateway: Gateway;
+}
+
+/**
+ * The backend and gateway for `o`, or the exit code of why not: 2 for a
+ * usage error (no mode fits), 1 for a --root the gateway cannot serve.
+ */
+async function setUp(o: WorkerFlags, log: (line: string) => void, pooled: boolean): Promise<{ backend: GatehouseBackend; gateway: Gateway } | number> {
+  const backendOptions = backendOptionsOf(o, pooled);
+  let backend: GatehouseBackend;
   try {
     decideMode(backendOptions);
     backend = createBackend(backendOptions);
@@ -209,7 +248,7 @@ export async function runServe(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    gateway = createGateway({
+    const gateway = createGateway({
       backend,
       backendTimeout: o.timeoutMs,
       log,
@@ -218,38 +257,164 @@ export async function runServe(argv: string[]): Promise<number> {
       ...(o.maxConns !== undefined && { maxConns: o.maxConns }),
       backendState: () => backendState(backend),
     });
+    return { backend, gateway };
   } catch (err) {
     log(`cannot serve --root ${o.root}: ${describeCause(err)}`);
     await backend.close();
     return 1;
   }
+}
+
+/** backend.close() within BACKEND_CLOSE_GRACE_MS; false (logged) if it did not finish. */
+async function closeBackend(backend: Backend, log: (line: string) => void): Promise<boolean> {
+  const closed = await Promise.race([
+    backend.close().then(() => true),
+    new Promise<false>((resolve) => setTimeout(resolve, BACKEND_CLOSE_GRACE_MS, false).unref()),
+  ]);
+  if (!closed) log(`the backend did not stop within ${BACKEND_CLOSE_GRACE_MS} ms`);
+  return closed;
+}
+
+/**
+ * One gateway process: single-process serve (listening on o.listen) or a
+ * --workers worker (on the primary's socket, fd 0). Serves until
+ * SIGTERM/SIGINT, then lets in-flight requests finish and closes the backend.
+ */
+async function serveGateway(o: WorkerFlags, log: (line: string) => void, where: { host: string; port: number } | { fd: number }): Promise<number> {
+  const set = await setUp(o, log, false);
+  if (typeof set === 'number') return set;
+  const { backend, gateway } = set;
   const signals = onStopSignals(log);
   let url: string;
   try {
-    url = await gateway.listen(o.listen);
+    url = await gateway.listen(where);
   } catch (err) {
     signals.dispose();
-    log(`cannot listen on ${o.listen.host}:${o.listen.port}: ${describeCause(err)}`);
+    log(`cannot listen on ${'fd' in where ? `fd ${where.fd}` : `${where.host}:${where.port}`}: ${describeCause(err)}`);
     await backend.close();
     return 1;
   }
-  log(`listening on ${url} (${o.protocol}, ${describeBackend(backend.mode, o)})`);
+  // A worker's socket is the primary's, which has said where it listens.
+  if (!('fd' in where)) log(`listening on ${url} (${o.protocol}, ${describeBackend(backend.mode, o)})`);
   // Eager start; a failure is logged and requests get 503 until a later start works.
   backend.start().catch((err: unknown) => log(`backend start failed: ${describeCause(err)}`));
 
   const sig = await signals.stopped;
   log(`${sig}: finishing in-flight requests`);
   await gateway.close();
-  const closed = await Promise.race([
-    backend.close().then(() => true),
-    new Promise<false>((resolve) => setTimeout(resolve, BACKEND_CLOSE_GRACE_MS, false).unref()),
-  ]);
+  const closed = await closeBackend(backend, log);
   signals.dispose();
-  if (!closed) {
-    log(`the backend did not stop within ${BACKEND_CLOSE_GRACE_MS} ms`);
+  return closed ? 0 : 1;
+}
+
+/** The worker entry point's side: serve on fd 0 with the primary's flags. Never a usage error for the user to see. */
+export function runServeWorker(json: string): Promise<number> {
+  const o = JSON.parse(json) as WorkerFlags;
+  const log = (line: string): void => {
+    process.stderr.write(`gatehouse: worker ${process.pid}: ${line}\n`);
+  };
+  return serveGateway(o, log, { fd: 0 });
+}
+
+/** --max-conns M over N workers: floor(M/N) each, the remainder to the first ones. */
+export function splitMaxConns(total: number, workers: number): number[] {
+  return Array.from({ length: workers }, (_, i) => Math.floor(total / workers) + (i < total % workers ? 1 : 0));
+}
+
+/**
+ * `serve --workers N`: this process owns the backend (it starts PROGRAM, in
+ * anonymous mode under the pool manager so a dead one is respawned behind
+ * the same socket) and the HTTP listening socket, and runs N gateway
+ * workers on that socket through the pool manager; each reaches the
+ * application in client mode. SIGTERM/SIGINT: the workers are TERMed (they
+ * finish in-flight requests), then the backend closes. Workers die with us
+ * (parent-death signal).
+ */
+async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<number> {
+  // The gateway built here is never listened on: it checks --root and the rest as the workers will.
+  const set = await setUp(o, log, true);
+  if (typeof set === 'number') return set;
+  const { backend } = set;
+  const shares = o.maxConns === undefined ? undefined : splitMaxConns(o.maxConns, o.workers);
+  const indexOf = new Map<number, number>(); // worker pid → its share of --max-conns
+  let spawning = 0;
+  let workerFlags: WorkerFlags | undefined;
+  let startFailure: unknown;
+  const signals = onStopSignals(log);
+  let ready: () => void = () => {};
+  const initialized = new Promise<void>((resolve) => (ready = resolve));
+  const manager = new ProcManager({
+    nProcesses: o.workers,
+    command: { program: process.execPath, args: [WORKER_ENTRY] },
+    listen: { kind: 'tcp', host: o.listen.host, port: o.listen.port },
+    dieTimeout: WORKER_DIE_TIMEOUT_S,
+    orphanSignal: 'SIGTERM',
+    noSignals: true,
+    hooks: {
+      managerInit: async (pm) => {
+        try {
+          workerFlags = await startForWorkers(o, backend, log);
+        } catch (err) {
+          startFailure = err;
+          throw err;
+        }
+        log(`listening on ${httpUrl(o.listen.host, pm.port ?? o.listen.port)} (${o.protocol}, ${describeBackend(backend.mode, o)}, ${o.workers} workers)`);
+        ready();
+      },
+      beforeSpawn: (plan) => {
+        const taken = new Set(indexOf.values());
+        spawning = 0;
+        while (taken.has(spawning)) spawning++;
+        plan.args.push(JSON.stringify({ ...workerFlags, ...(shares !== undefined && { maxConns: shares[spawning] }) }));
+      },
+      afterSpawn: (worker) => indexOf.set(worker.pid, spawning),
+      notify: (line, event) => {
+        if (event.type === 'exited') indexOf.delete(event.pid);
+        // Where it listens is said once, in our own line; the rest (started, exited, signals) is worth a log line.
+        if (event.type !== 'listening' && event.type !== 'initialized') log(`workers: ${line.replace(/^FastCGI: manager \(pid \d+\): /, '')}`);
+      },
+    },
+  });
+  const running = manager.run();
+  try {
+    await Promise.race([initialized, running]);
+  } catch (err) {
+    signals.dispose();
+    if (startFailure !== undefined) log(`backend start failed: ${describeCause(err)}`);
+    else log(`cannot listen on ${o.listen.host}:${o.listen.port}: ${describeCause(err)}`);
+    await closeBackend(backend, log);
     return 1;
   }
-  return 0;
+  const sig = await signals.stopped;
+  log(`${sig}: stopping the workers (they finish in-flight requests)`);
+  manager.signal('SIGTERM');
+  const code = await running;
+  const closed = await closeBackend(backend, log);
+  signals.dispose();
+  return code === 0 && closed ? 0 : 1;
+}
+
+/**
+ * Starts the backend for the workers and says how they reach the
+ * application: the anonymous socket this process made, or the address
+ * given. In anonymous mode a start failure is fatal (there is no socket to
+ * give them); otherwise it is logged and the workers answer 503 until the
+ * application is up, as single-process serve does.
+ */
+async function startForWorkers(o: ServeFlags, backend: GatehouseBackend, log: (line: string) => void): Promise<WorkerFlags> {
+  const { listen: _, ...flags } = o;
+  if (backend.mode !== 'anonymous') {
+    await backend.start().catch((err: unknown) => log(`backend start failed: ${describeCause(err)}`));
+    return { ...flags, program: [] };
+  }
+  await backend.start();
+  const path = backend.socketPath;
+  if (path === undefined) throw new Error('the anonymous backend has no socket'); // unreachable once started
+  return { ...flags, address: { kind: 'unix', path }, program: [], retries: 0 };
+}
+
+function httpUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
 function backendState(backend: Backend): Record<string, unknown> {

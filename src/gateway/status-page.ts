@@ -32,6 +32,8 @@ export class GatewayStats {
 
   snapshot(backend: Record<string, unknown>): Record<string, unknown> {
     return {
+      // With `serve --workers N` each gateway process answers for itself: which one this is.
+      pid: process.pid,
       'start time': this.startedAt.toISOString(),
       'start since': Math.floor((Date.now() - this.startedAt.getTime()) / 1000),
       'requests served': this.served,

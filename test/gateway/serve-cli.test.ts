@@ -7,59 +7,11 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import { parseServeArgs } from '../../src/cli/serve.js';
+import { echoAcrossSignal, output, serve } from './serve-process.js';
 import { join } from 'node:path';
-import { cgiFcgi, distPath, fixture, freePort, httpRequest, repoRoot, spawnTracked, startPhpCgi, stopProcess, tmpDir, waitForExit, waitForPidGone } from '../helpers/peers.js';
-
-const SERVE = distPath('src', 'cli', 'serve.js');
-
-/** Runs runServe(argv) in a fresh node, as gatehouse.js would. */
-function serve(argv: string[]): ChildProcess {
-  const script = `import(${JSON.stringify(SERVE)}).then((m) => m.runServe(${JSON.stringify(argv)})).then((c) => { process.exitCode = c; })`;
-  return spawnTracked(process.execPath, ['-e', script], { cwd: repoRoot });
-}
-
-function output(child: ChildProcess): { stdout: () => string; stderr: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpMatchArray> } {
-  let out = '';
-  let err = '';
-  const waiters = new Set<() => void>();
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-    for (const w of waiters) w();
-  });
-  return {
-    stdout: () => out,
-    stderr: () => err,
-    waitFor: (re, ms = 10_000) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = err.match(re);
-          if (!m) return;
-          cleanup();
-          resolve(m);
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`no ${re} in stderr within ${ms} ms:\n${err}`));
-        }, ms);
-        const onExit = (): void => {
-          cleanup();
-          reject(new Error(`exited before ${re}:\n${err}`));
-        };
-        const cleanup = (): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          child.off('exit', onExit);
-        };
-        waiters.add(check);
-        child.once('exit', onExit);
-        check();
-      }),
-  };
-}
+import { cgiFcgi, fixture, freePort, httpRequest, startPhpCgi, stopProcess, tmpDir, waitForExit, waitForPidGone } from '../helpers/peers.js';
 
 describe('gatehouse serve: flags', () => {
   it('stops at the first non-option, like callscgi (PROGRAM keeps its own flags)', () => {
@@ -167,26 +119,8 @@ describe('gatehouse serve (CLI)', () => {
     const status = await httpRequest(`${url}/gatehouse-status?json`);
     assert.equal(JSON.parse(status.body.toString()).backend.mode, 'anonymous');
 
-    // A request that is provably in flight: the echo has started answering, the upload has not ended.
     const exited = waitForExit(c, 15_000);
-    const echoed = await new Promise<string>((resolve, reject) => {
-      const req = http.request(`${url}/echo`, { method: 'POST', agent: false, headers: { 'Content-Length': 10 } }, (res) => {
-        let got = '';
-        res.on('data', (d: Buffer) => {
-          if (got === '') {
-            c.kill('SIGTERM');
-            // The signal is being handled; the rest of the body must still get through.
-            setImmediate(() => req.end('world'));
-          }
-          got += d.toString();
-        });
-        res.on('end', () => resolve(got));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.setTimeout(10_000, () => req.destroy(new Error('echo timed out')));
-      req.write('hello');
-    });
+    const echoed = await echoAcrossSignal(url, c, 'SIGTERM');
     assert.equal(echoed, 'helloworld');
     assert.equal((await exited).code, 0);
     await waitForPidGone(childPid, 5000);
