@@ -7,35 +7,31 @@
  * one-connection-per-process backend: nginx with its default
  * fastcgi_keep_conn off (with keep_conn on, connections beyond the 4 workers
  * starve: wrk timeouts), gatehouse with kept-alive connections and
- * --max-conns 4 (requests beyond 4 wait in the gateway).
+ * --max-conns 4 (requests beyond 4 wait in the gateway). A second gatehouse
+ * runs with --keepalive-timeout 0 (a connection per request, like nginx);
+ * between fronts the kept-alive gateway is given time to let go of the
+ * php-cgi workers its idle connections hold (status page polled).
  *
- * A third gatehouse runs the first configuration as `--workers 2` (two
+ * A fourth front runs the first configuration as `--workers 2` (two
  * gateway processes on one socket, --max-conns 4 split 2 + 2).
  *
- * Prints req/s and p99 per front (median of alternating rounds) and their
- * ratio, then p99 and the gateway's peak RSS at 1000 concurrent keep-alive
+ * Prints req/s, p99 and CPU µs per request (front, php-cgi, whole machine)
+ * per front (median of alternating rounds) and the ratios, then p99 and the gateway's peak RSS at 1000 concurrent keep-alive
  * clients.
  *
  *   npx tsc -p . && node dist/bench/gateway-vs-nginx.js [--rounds 3] [--duration 10s] [--connections 64] [--burst 1000]
  *
  * Needs /usr/sbin/nginx, php-cgi and wrk.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Family, groupCpuMs, machineCpuMs } from './lib/procfs.js';
+import { Family } from './lib/procfs.js';
+import { median, wrk, type Groups, type WrkResult } from './lib/wrk.js';
 import { distPath, fixture, freePort, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
 
-interface WrkResult {
-  rps: number;
-  p99Ms: number;
-  /** CPU µs per request: the front (gateway or nginx), php-cgi, and the whole machine (wrk and the kernel included). */
-  cpuUs: { front: number; php: number; machine: number };
-  /** Non-2xx answers plus socket errors: any of them makes the run suspect. */
-  errors: string | undefined;
-}
 
 const PATH = '/hello/bench';
 const STATUS = '/gatehouse-status';
@@ -78,21 +74,8 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-/** "1.23ms" / "845.00us" / "1.02s" → ms. */
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v);
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
-}
 
-/** Process groups whose CPU time is charged per request: the front under test (with --workers, one group per worker) and php-cgi. */
-interface Groups {
-  front: number[];
-  php: number;
-}
 
-const frontCpuMs = (groups: Groups): number => groups.front.reduce((sum, g) => sum + groupCpuMs(g), 0);
 
 /** The gateway workers of `serve --workers n` (each leads its own process group), once all are up (bounded: 10 s). */
 async function gatewayWorkers(primary: number, n: number): Promise<number[]> {
@@ -107,34 +90,7 @@ async function gatewayWorkers(primary: number, n: number): Promise<number[]> {
   }
 }
 
-/** Runs wrk (with a raised fd limit for large -c) and parses req/s, the 99th percentile and CPU per request. */
-function wrk(url: string, duration: string, connections: number, groups: Groups): Promise<WrkResult> {
-  const before = { front: frontCpuMs(groups), php: groupCpuMs(groups.php), machine: machineCpuMs().busy };
-  const threads = Math.min(2, connections);
-  const script = 'ulimit -n 65536 2>/dev/null || true; exec wrk "$@"';
-  const args = ['-c', script, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}`, '--latency', '--timeout', '10s', url];
-  return new Promise((resolve, reject) => {
-    execFile('sh', args, { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(err);
-      const perRequest = (ms: number): number => (ms * 1000) / Math.max(1, Number(/(\d+) requests in/.exec(out)?.[1] ?? 0));
-      const cpuUs = {
-        front: perRequest(frontCpuMs(groups) - before.front),
-        php: perRequest(groupCpuMs(groups.php) - before.php),
-        machine: perRequest(machineCpuMs().busy - before.machine),
-      };
-      const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
-      const p99 = /^\s+99%\s+(\S+)\s*$/m.exec(out);
-      if (!rps || !p99) return reject(new Error(`unexpected wrk output:\n${out}`));
-      const errors = [/Non-2xx or 3xx responses: \d+/.exec(out)?.[0], /Socket errors: .*/.exec(out)?.[0]].filter(Boolean).join('; ');
-      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!), cpuUs, errors: errors === '' ? undefined : errors });
-    });
-  });
-}
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 /** The peak RSS of `pid` while `work` runs, sampled every 100 ms. */
 async function peakRss<T>(pid: number, work: Promise<T>): Promise<{ result: T; peakKb: number }> {
