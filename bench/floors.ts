@@ -16,11 +16,11 @@
  *   npx tsc -p . && node dist/bench/floors.js [--rounds 3] [--duration 5s] [--connections 64]
  */
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { median, wrk, type WrkResult } from './lib/wrk.js';
-import { distPath, fixture, freePort, repoRoot, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
+import { startPhpSite } from './lib/php-site.js';
+import { distPath, freePort, repoRoot, spawnTracked, stopProcess, waitForConnectable } from '../test/helpers/peers.js';
 
 const PATH = '/hello/bench';
 
@@ -33,9 +33,8 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const connections = Number(values.connections);
-const root = fixture('php-app');
-const dir = tmpDir('gh-bench-floor-');
-const sock = join(dir, 'php.sock');
+const site = await startPhpSite();
+const { root, sock, php, nginx } = site;
 
 /** The Node fronts: how to start each on `port`. */
 const nodeFronts: Record<string, (port: number) => string[]> = {
@@ -58,22 +57,6 @@ async function measureNodeFront(name: string, php: ChildProcess): Promise<WrkRes
   }
 }
 
-const php = await startPhpCgi({ path: sock }, { children: 4 });
-chmodSync(dir, 0o755);
-chmodSync(sock, 0o666);
-const nginx = await startNginx(
-  `root ${root};
-  location / { try_files $uri $uri/ /index.php?$query_string; }
-  location ~ [^/]\\.php(/|$) {
-    fastcgi_split_path_info ^(.+?\\.php)(/.*)$;
-    try_files $fastcgi_script_name =404;
-    include /etc/nginx/fastcgi_params;
-    fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-    fastcgi_param PATH_INFO $fastcgi_path_info;
-    fastcgi_pass unix:${sock};
-  }`,
-  { workers: 1 },
-);
 try {
   const names = [...Object.keys(nodeFronts), 'nginx'];
   const runs = new Map<string, WrkResult[]>(names.map((n) => [n, []]));
@@ -95,6 +78,5 @@ try {
     console.log(`  ${name.padEnd(16)} ${rps.toFixed(0).padStart(7)} req/s   CPU µs/request: ${cpu}   ${(rps / nginxRps).toFixed(2)}× nginx`);
   }
 } finally {
-  await nginx.stop();
-  await php.stop();
+  await site.stop();
 }

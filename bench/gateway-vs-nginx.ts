@@ -25,12 +25,12 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chmodSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Family } from './lib/procfs.js';
 import { median, wrk, type Groups, type WrkResult } from './lib/wrk.js';
-import { distPath, fixture, freePort, spawnTracked, startNginx, startPhpCgi, stopProcess, tmpDir, waitForConnectable } from '../test/helpers/peers.js';
+import { startPhpSite } from './lib/php-site.js';
+import { distPath, freePort, spawnTracked, stopProcess, waitForConnectable } from '../test/helpers/peers.js';
 
 
 const PATH = '/hello/bench';
@@ -115,27 +115,8 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const connections = Number(values.connections);
   const burst = Number(values.burst);
-  const root = fixture('php-app');
-  const dir = tmpDir('gh-bench-gw-');
-  const sock = join(dir, 'php.sock');
-
-  const php = await startPhpCgi({ path: sock }, { children: 4 });
-  // nginx's workers drop root privileges (to nobody): let them reach the socket.
-  chmodSync(dir, 0o755);
-  chmodSync(sock, 0o666);
-  const nginx = await startNginx(
-    `root ${root};
-    location / { try_files $uri $uri/ /index.php?$query_string; }
-    location ~ [^/]\\.php(/|$) {
-      fastcgi_split_path_info ^(.+?\\.php)(/.*)$;
-      try_files $fastcgi_script_name =404;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-      fastcgi_param PATH_INFO $fastcgi_path_info;
-      fastcgi_pass unix:${sock};
-    }`,
-    { workers: 1 },
-  );
+  const site = await startPhpSite();
+  const { root, sock, php, nginx } = site;
   // Three gateways on the same php-cgi: kept-alive connections (what we recommend, capped at the
   // worker count), a connection per request (what nginx does by default), and the first as two
   // gateway processes (--workers 2: the 4 connections split 2 + 2).
@@ -206,8 +187,7 @@ async function main(): Promise<void> {
     console.log(`  nginx      ${nBurst.rps.toFixed(0).padStart(7)} req/s   p99 ${nBurst.p99Ms.toFixed(2)} ms${nBurst.errors ? `   (${nBurst.errors})` : ''}`);
   } finally {
     for (const g of Object.values(gateways)) await stopProcess(g.child, 'SIGTERM');
-    await nginx.stop();
-    await php.stop();
+    await site.stop();
   }
 }
 
