@@ -7,7 +7,8 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { parseServeArgs, splitMaxConns } from '../../src/cli/serve.js';
 import { echoAcrossSignal, output, serve } from './serve-process.js';
@@ -18,6 +19,15 @@ const STATUS = '/gatehouse-status';
 function parentOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+/** The path of the Unix socket a process has on fd 0 (its listening socket), from /proc/net/unix. */
+function listeningPathOf(pid: number): string | undefined {
+  const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/0`))?.[1];
+  const line = readFileSync('/proc/net/unix', 'utf8')
+    .split('\n')
+    .find((l) => l.trim().split(/\s+/)[6] === inode);
+  return line?.trim().split(/\s+/)[7];
 }
 
 /** The pids of the two workers the primary's log says it started. */
@@ -159,10 +169,14 @@ describe('gatehouse serve --workers (CLI)', () => {
     const workers = await workerPids(o);
     await o.waitFor(/listening on /);
     const app = Number(/\(pid (\d+)\)/.exec((await httpRequest(`http://127.0.0.1:${port}/`)).body.toString())?.[1]);
+    // A SIGKILLed primary cannot remove its private socket directory: the test does.
+    const socketPath = listeningPathOf(app);
+    assert.match(socketPath ?? '', /\/gatehouse-anon-[^/]+\/[^/]+$/);
     const exited = waitForExit(c, 5000);
     process.kill(c.pid!, 'SIGKILL');
     await exited;
     for (const pid of [...workers, app]) await waitForPidGone(pid, 5000);
+    rmSync(dirname(socketPath!), { recursive: true, force: true });
   });
 
   it('--root with php-cgi: two workers in front of php-cgi -n 2', async () => {
