@@ -50,22 +50,26 @@ async function startGateway(args: string[]): Promise<{ child: ChildProcess; url:
 
 /**
  * Polls the status page until the gateway holds no FastCGI connection
- * (bounded: 10 s). With `serve --workers N` each page is one worker's:
- * every request is a fresh connection (the kernel picks the worker), and
- * the wait ends once each of the N workers (told apart by the page's pid)
- * has answered 0. Nothing opens a FastCGI connection while we poll, so a
- * worker that said 0 stays at 0.
+ * (bounded: 10 s). With `serve --workers N` (pids given) each page is one
+ * worker's, and which worker accepts is the kernel's choice, so each is
+ * asked in turn with the others stopped (SIGSTOP) and continued after.
  */
-async function idleConnectionsClosed(url: string, workers = 1): Promise<void> {
+async function idleConnectionsClosed(url: string, workerPids: readonly number[] = []): Promise<void> {
   const deadline = Date.now() + 10_000;
-  const idle = new Set<number>();
-  for (;;) {
-    const res = await fetch(`${url}${STATUS}?json`, { headers: { connection: 'close' } });
-    const state = (await res.json()) as { pid: number; backend: Record<string, unknown> };
-    if (state.backend['connections open'] === 0) idle.add(state.pid);
-    if (idle.size >= workers) return;
-    if (Date.now() > deadline) throw new Error(`a gateway worker still holds connections: ${JSON.stringify(state)}`);
-    if (state.backend['connections open'] !== 0) await sleep(100);
+  for (const pid of workerPids.length > 0 ? workerPids : [undefined]) {
+    const others = workerPids.filter((p) => p !== pid);
+    for (const o of others) process.kill(o, 'SIGSTOP');
+    try {
+      for (;;) {
+        const res = await fetch(`${url}${STATUS}?json`, { headers: { connection: 'close' } });
+        const state = (await res.json()) as { pid: number; backend: Record<string, unknown> };
+        if (state.backend['connections open'] === 0) break;
+        if (Date.now() > deadline) throw new Error(`the gateway still holds connections: ${JSON.stringify(state)}`);
+        await sleep(100);
+      }
+    } finally {
+      for (const o of others) process.kill(o, 'SIGCONT');
+    }
   }
 }
 
@@ -146,7 +150,7 @@ async function main(): Promise<void> {
     const run = async (name: Front, duration: string, clients: number): Promise<WrkResult> => {
       const result = await wrk(fronts[name], duration, clients, groups[name]);
       if (name === 'gatehouse') await idleConnectionsClosed(gateways.gatehouse.url);
-      if (name === 'gatehouse-w2') await idleConnectionsClosed(gateways['gatehouse-w2'].url, w2Workers.length);
+      if (name === 'gatehouse-w2') await idleConnectionsClosed(gateways['gatehouse-w2'].url, w2Workers);
       return result;
     };
     for (const name of names) await run(name, '2s', connections); // warm up (JIT, connections)
