@@ -65,3 +65,16 @@ export class Http1ParseError extends GatehouseError<Http1ParseErrorCode> {
     this.status = HTTP1_ERROR_STATUS[code];
   }
 }
+
+export type Http1ResponseErrorCode =
+  /** A status outside 100–999. */
+  | 'ERR_HTTP1_BAD_STATUS'
+  /** A header name that is not a token, a value or reason with a control character, or a framing field passed in. */
+  | 'ERR_HTTP1_BAD_RESPONSE_FIELD';
+
+/** A response head the server must not send as given (a bug or response splitting upstream): answer 502/500 instead. */
+export class Http1ResponseError extends GatehouseError<Http1ResponseErrorCode> {
+  constructor(code: Http1ResponseErrorCode, detail: string) {
+    super(code, `http1: ${detail}`);
+  }
+}
