@@ -9,6 +9,7 @@
  * mixed with -N). With --workers N this process runs the backend and N
  * gateway workers (serve-worker.ts) on one HTTP listening socket.
  */
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { BackendOptions, BackendProtocol } from '../backend/contract.js';
 import { createBackend, GatehouseBackend } from '../backend/create-backend.js';
@@ -19,11 +20,13 @@ import type { Backend } from '../backend/contract.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
 import { ProcManager } from '../pool/manager.js';
 import { describeCause } from '../gateway/error-response.js';
+import { AccessLogFile, checkAccessLogPath } from '../gateway/access-log.js';
 
 export const SERVE_USAGE = `usage: gatehouse serve [--listen [HOST:]PORT] [--scgi|--fastcgi] [-N RETRIES] [-i ID]
                        [-u UNIXPATH] [-t [HOST:]PORT] [-n N] [--root DIR] [--timeout S]
                        [--max-conns N] [--keepalive-timeout S] [--status-path P]
-                       [--workers N] [--] [PROGRAM [ARGS...]]
+                       [--workers N] [--access-log PATH|-] [--max-body-size SIZE]
+                       [--trust-proxy ADDR[,ADDR...]] [--] [PROGRAM [ARGS...]]
 
 An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
 
@@ -50,6 +53,15 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
   --workers N           run the gateway as N processes accepting on one listening
                         socket, to use N cores (default 1); --max-conns is split
                         among them, so it must be at least N
+  --access-log PATH|-   one line per response in nginx's "combined" format, appended
+                        to PATH (SIGUSR1 reopens it, for logrotate) or - for stdout;
+                        a client that left early is logged as 499 (default: none)
+  --max-body-size SIZE  largest request body, as nginx's client_max_body_size: bytes,
+                        or with k, m or g; larger → 413 (default 64m); 0 = no limit
+  --trust-proxy ADDR[,ADDR...]
+                        REMOTE_ADDR (and the access log's address) from the last
+                        X-Forwarded-For / Forwarded entry when the peer is one of
+                        these proxy addresses (IPv4/IPv6, no CIDR; default: never)
   -h, --help            print this help
 
 Modes, as callscgi: an address only → connect to a running application;
@@ -78,6 +90,12 @@ export interface ServeFlags extends BackendFlags {
   keepaliveMs: number | undefined;
   /** Gateway processes on one listening socket (1: this process serves). */
   workers: number;
+  /** --access-log: a file to append to, `-` for stdout, or none. */
+  accessLog: string | undefined;
+  /** --max-body-size in bytes (0: no limit); undefined = the gateway's default. */
+  maxBodySize: number | undefined;
+  /** --trust-proxy: peer addresses whose X-Forwarded-For/Forwarded is believed. */
+  trustProxy: string[] | undefined;
   program: string[];
 }
 
@@ -88,7 +106,7 @@ export type ServeParse = { kind: 'run'; options: ServeFlags } | { kind: 'help' }
 
 const OPTION_SPEC: OptionSpec = {
   short: BACKEND_SHORT_FLAGS,
-  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout', '--workers']),
+  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout', '--workers', '--access-log', '--max-body-size', '--trust-proxy']),
   longFlags: new Set(['--fastcgi', '--scgi']),
 };
 
@@ -113,6 +131,9 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     maxConns: undefined,
     keepaliveMs: undefined,
     workers: 1,
+    accessLog: undefined,
+    maxBodySize: undefined,
+    trustProxy: undefined,
     program: parsed.program,
   };
   try {
@@ -167,7 +188,39 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
     case '--workers':
       o.workers = integerFlag('--workers', value, 1);
       return;
+    case '--access-log':
+      if (value === '') throw new SyntaxError('--access-log needs a file or - (stdout)');
+      o.accessLog = value;
+      return;
+    case '--max-body-size':
+      o.maxBodySize = sizeFlag(name, value);
+      return;
+    case '--trust-proxy':
+      o.trustProxy = [...(o.trustProxy ?? []), ...value.split(',').map((a) => proxyAddress(name, a.trim()))];
+      return;
   }
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** nginx's size syntax: `512`, `512k`, `10m`, `1g` (either case). */
+export function sizeFlag(name: string, value: string): number {
+  const m = /^([0-9]+)([kmg]?)$/i.exec(value);
+  const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(bytes)) throw new SyntaxError(`${name} needs a size in bytes, optionally with k, m or g (e.g. 10m), not '${value}'`);
+  return bytes;
+}
+
+/** One proxy address as node reports peers: IPv6 compressed, IPv4-mapped IPv6 as plain IPv4. */
+function proxyAddress(name: string, value: string): string {
+  const family = isIP(value);
+  if (family === 4) return value;
+  if (family === 6) {
+    const mapped = /^::ffff:([0-9.]+)$/i.exec(value);
+    if (mapped && isIP(mapped[1]!) === 4) return mapped[1]!;
+    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
+  }
+  throw new SyntaxError(`${name} needs IP addresses separated by commas (no CIDR ranges or names), not '${value}'`);
 }
 
 /** Seconds (fractions allowed) as milliseconds; `zeroOk`: 0 is a value of its own. */
@@ -237,7 +290,12 @@ function backendOptionsOf(o: WorkerFlags, pooled: boolean): BackendOptions {
  * The backend and gateway for `o`, or the exit code of why not: 2 for a
  * usage error (no mode fits), 1 for a --root the gateway cannot serve.
  */
-async function setUp(o: WorkerFlags, log: (line: string) => void, pooled: boolean): Promise<{ backend: GatehouseBackend; gateway: Gateway } | number> {
+async function setUp(
+  o: WorkerFlags,
+  log: (line: string) => void,
+  pooled: boolean,
+  accessLog?: AccessLogFile,
+): Promise<{ backend: GatehouseBackend; gateway: Gateway } | number> {
   const backendOptions = backendOptionsOf(o, pooled);
   let backend: GatehouseBackend;
   try {
@@ -255,6 +313,10 @@ async function setUp(o: WorkerFlags, log: (line: string) => void, pooled: boolea
       ...(o.root !== undefined && { root: o.root }),
       ...(o.statusPath !== undefined && { statusPath: o.statusPath }),
       ...(o.maxConns !== undefined && { maxConns: o.maxConns }),
+      // nginx's client_max_body_size covers both; 0 turns the check off, as there.
+      ...(o.maxBodySize !== undefined && { maxBodySize: o.maxBodySize || Number.MAX_SAFE_INTEGER, maxBodySpool: o.maxBodySize || Number.MAX_SAFE_INTEGER }),
+      ...(o.trustProxy !== undefined && { trustProxy: o.trustProxy }),
+      ...(accessLog !== undefined && { accessLog: accessLog.write }),
       backendState: () => backendState(backend),
     });
     return { backend, gateway };
@@ -281,17 +343,35 @@ async function closeBackend(backend: Backend, log: (line: string) => void): Prom
  * SIGTERM/SIGINT, then lets in-flight requests finish and closes the backend.
  */
 async function serveGateway(o: WorkerFlags, log: (line: string) => void, where: { host: string; port: number } | { fd: number }): Promise<number> {
-  const set = await setUp(o, log, false);
-  if (typeof set === 'number') return set;
+  let accessLog: AccessLogFile | undefined;
+  if (o.accessLog !== undefined) {
+    try {
+      accessLog = new AccessLogFile(o.accessLog, log);
+    } catch (err) {
+      log(`cannot open --access-log ${o.accessLog}: ${describeCause(err)}`);
+      return 1;
+    }
+  }
+  const set = await setUp(o, log, false, accessLog);
+  if (typeof set === 'number') {
+    await accessLog?.close();
+    return set;
+  }
   const { backend, gateway } = set;
   const signals = onStopSignals(log);
+  // logrotate's convention for nginx: USR1 reopens the log files. Handled even without a log:
+  // Node's default for USR1 is to open its inspector, which a stray signal must never do.
+  const reopen = (): void => accessLog?.reopen();
+  process.on('SIGUSR1', reopen);
   let url: string;
   try {
     url = await gateway.listen(where);
   } catch (err) {
     signals.dispose();
+    process.off('SIGUSR1', reopen);
     log(`cannot listen on ${'fd' in where ? `fd ${where.fd}` : `${where.host}:${where.port}`}: ${describeCause(err)}`);
     await backend.close();
+    await accessLog?.close();
     return 1;
   }
   // A worker's socket is the primary's, which has said where it listens.
@@ -302,6 +382,9 @@ async function serveGateway(o: WorkerFlags, log: (line: string) => void, where: 
   const sig = await signals.stopped;
   log(`${sig}: finishing in-flight requests`);
   await gateway.close();
+  // The last lines are out before the backend's (bounded) stop.
+  await accessLog?.close();
+  process.off('SIGUSR1', reopen);
   const closed = await closeBackend(backend, log);
   signals.dispose();
   return closed ? 0 : 1;
@@ -335,6 +418,16 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
   const set = await setUp(o, log, true);
   if (typeof set === 'number') return set;
   const { backend } = set;
+  // Each worker appends to the file itself; a path it cannot open is our failure, not a respawn loop.
+  if (o.accessLog !== undefined) {
+    try {
+      checkAccessLogPath(o.accessLog);
+    } catch (err) {
+      log(`cannot open --access-log ${o.accessLog}: ${describeCause(err)}`);
+      await closeBackend(backend, log);
+      return 1;
+    }
+  }
   const shares = o.maxConns === undefined ? undefined : splitMaxConns(o.maxConns, o.workers);
   const indexOf = new Map<number, number>(); // worker pid → its share of --max-conns
   let spawning = 0;
@@ -375,11 +468,24 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
       },
     },
   });
+  // logrotate signals the process it knows: pass USR1 on to the workers, which own the log.
+  const reopen = (): void => {
+    for (const pid of indexOf.keys()) {
+      try {
+        process.kill(pid, 'SIGUSR1');
+      } catch {
+        // exited meanwhile
+      }
+    }
+  };
+  // Also without a log: not Node's default (opening the inspector).
+  process.on('SIGUSR1', reopen);
   const running = manager.run();
   try {
     await Promise.race([initialized, running]);
   } catch (err) {
     signals.dispose();
+    process.off('SIGUSR1', reopen);
     if (startFailure !== undefined) log(`backend start failed: ${describeCause(err)}`);
     else log(`cannot listen on ${o.listen.host}:${o.listen.port}: ${describeCause(err)}`);
     await closeBackend(backend, log);
@@ -389,6 +495,7 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
   log(`${sig}: stopping the workers (they finish in-flight requests)`);
   manager.signal('SIGTERM');
   const code = await running;
+  process.off('SIGUSR1', reopen);
   const closed = await closeBackend(backend, log);
   signals.dispose();
   return code === 0 && closed ? 0 : 1;

@@ -65,6 +65,11 @@ export function responseClosed(res: ServerResponse): void {
   if (forwarding !== undefined) forwarding.responseClosed();
 }
 
+/** The response was cut by the gateway (the application's body broke off), not by the client leaving. */
+export function cutByGateway(res: ServerResponse): boolean {
+  return (res as Tagged)[FORWARDING]?.cut === true;
+}
+
 const FORWARDING = Symbol('gatehouse.forwarding');
 type Tagged = ServerResponse & { [FORWARDING]?: Forwarding };
 
@@ -106,6 +111,8 @@ class Forwarding implements ResponseSink, SlotWaiter {
   /** data() returned false: call.resume() on 'drain'. */
   #paused = false;
   #drainHooked = false;
+  /** #cut() ended the response (the access log keeps its status rather than 499). */
+  cut = false;
 
   constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script: ScriptTarget | undefined) {
     this.#ctx = ctx;
@@ -411,6 +418,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
    */
   #cut(err: unknown, ended: boolean): void {
     this.#phase = DONE;
+    this.cut = true;
     clearTimeout(this.#timer);
     if (!ended) this.#abortCall();
     this.#releaseSlot();

@@ -7,11 +7,13 @@
  * time. The per-request work lives in forward.ts and static.ts.
  */
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { combinedLine } from './access-log.js';
 import { BackendSlots } from './backend-slots.js';
+import { clientAddress, type TrustProxy } from './client-address.js';
 import { describeCause, sendError } from './error-response.js';
-import { callerFor, forward, responseClosed, type ForwardContext } from './forward.js';
+import { callerFor, cutByGateway, forward, responseClosed, type ForwardContext } from './forward.js';
 import { resolveOptions, type GatewayOptions } from './options.js';
 import { createPhpPreset, type PhpPreset } from './php-preset.js';
 import { serveFile } from './static.js';
@@ -51,13 +53,15 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   server.keepAliveTimeout = options.keepAliveTimeout;
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
+  const accessLog = options.accessLog;
 
-  // The one 'close' listener of a response: counts it, and tells a forwarded request whose client left.
+  // The one 'close' listener of a response: counts it, tells a forwarded request whose client left, writes the access log line.
   const onResponseClose = function (this: ServerResponse): void {
     stats.inFlight--;
     if (this.writableFinished) stats.served++;
     else stats.clientAborts++;
     responseClosed(this);
+    if (accessLog !== undefined) logResponse(accessLog, options.trustProxy, this);
     if (closing !== undefined) {
       server.closeIdleConnections();
       if (stats.inFlight === 0) drained?.();
@@ -67,6 +71,8 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   const handle = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
     stats.inFlight++;
     res.on('close', onResponseClose);
+    // node:http caches the peer address on first read; once the client is gone it could not be read any more.
+    if (accessLog !== undefined) void req.socket.remoteAddress;
     // While shutting down, every response ends its connection.
     if (closing !== undefined) res.shouldKeepAlive = false;
     try {
@@ -78,7 +84,7 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => handle(req, res, false));
   // With a listener here node:http does not send 100 Continue itself: forward() decides.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => handle(req, res, true));
-  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, stats));
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, stats, accessLog));
 
   return {
     server,
@@ -148,7 +154,7 @@ function refuse(stats: GatewayStats, res: ServerResponse, status: number, option
  * counted: 431 for headers over maxHeaderSize, 408 for a request that took
  * too long to arrive, 400 for anything malformed (CR/LF injection included).
  */
-function answerClientError(err: Error & { code?: string }, socket: Duplex, stats: GatewayStats): void {
+function answerClientError(err: Error & { code?: string }, socket: Duplex, stats: GatewayStats, accessLog: ((line: string) => void) | undefined): void {
   const inResponse = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true;
   if (err.code === 'ECONNRESET' || !socket.writable || inResponse) {
     socket.destroy();
@@ -157,10 +163,39 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex, stats
   const status: ErrorClass = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   stats.countError(status);
   const body = `${status} ${STATUS_CODES[status]}\n`;
+  // No request to show: nginx logs what it could not parse, we log "-".
+  if (accessLog !== undefined) accessLog(combinedLine((socket as Socket).remoteAddress ?? '-', undefined, status, body.length));
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** Per connection: socket.bytesWritten when its previous response was logged. */
+const LOGGED_BYTES = Symbol('gatehouse.loggedBytes');
+type MarkedSocket = Socket & { [LOGGED_BYTES]?: number };
+
+/**
+ * The access log line of a response that closed. $body_bytes_sent is what
+ * the connection took since the previous response on it was logged, less
+ * this response's head (node:http's header string): exact for keep-alive
+ * and one-shot connections; a `100 Continue` counts too, and with pipelined
+ * requests bytes may be counted against the neighbouring response. A
+ * response the client did not receive to its end is 499, as in nginx,
+ * unless the gateway itself cut it (the application broke off): then its status.
+ */
+function logResponse(accessLog: (line: string) => void, trust: TrustProxy, res: ServerResponse): void {
+  const req = res.req;
+  const socket = req.socket as MarkedSocket;
+  const written = socket.bytesWritten ?? 0;
+  const before = socket[LOGGED_BYTES] ?? 0;
+  socket[LOGGED_BYTES] = written;
+  const head = (res as ServerResponse & { _header?: unknown })._header;
+  const bytes = written - before - (typeof head === 'string' ? head.length : 0);
+  const status = res.writableFinished || cutByGateway(res) ? res.statusCode : 499;
+  const peer = socket.remoteAddress ?? '';
+  const addr = trust === false ? peer : clientAddress(peer, req.headers, trust);
+  accessLog(combinedLine(addr, req, status, bytes > 0 ? bytes : 0));
 }
 
 function urlOf(address: AddressInfo | string | null): string {

@@ -9,3 +9,4 @@ export { GatewayStats } from './status-page.js';
 export { createPhpPreset, type PhpPreset, type PresetDecision, type ScriptTarget } from './php-preset.js';
 export { serveFile, parseRange, etagFor, type OpenFile } from './static.js';
 export { contentTypeFor } from './mime.js';
+export { AccessLogFile, combinedLine } from './access-log.js';

@@ -46,11 +46,18 @@ export interface GatewayOptions {
   closeTimeout?: number;
   /** The backend's own report on the status page (connections, children). Default: protocol and mode. */
   backendState?: () => Record<string, unknown>;
+  /**
+   * One nginx "combined" line (newline included) per finished or cut
+   * response, handed over as it is made; the lines are only built when this
+   * is set. A client that left before its response was complete is logged
+   * as 499, as nginx does. Default: no access log.
+   */
+  accessLog?: (line: string) => void;
   /** One line per failure (cause included). Default: stderr, prefixed `gatehouse: `. */
   log?: (line: string) => void;
 }
 
-type Optional = 'root' | 'statusPath' | 'backendState' | 'maxConns';
+type Optional = 'root' | 'statusPath' | 'backendState' | 'maxConns' | 'accessLog';
 export type ResolvedGatewayOptions = Required<Omit<GatewayOptions, Optional>> & Pick<GatewayOptions, Optional>;
 
 const MiB = 1024 * 1024;
