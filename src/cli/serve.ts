@@ -20,6 +20,7 @@ import type { Backend } from '../backend/contract.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
 import { ProcManager } from '../pool/manager.js';
 import { describeCause } from '../gateway/error-response.js';
+import { parseTrustedRange } from '../gateway/client-address.js';
 import { AccessLogFile, checkAccessLogPath } from '../gateway/access-log.js';
 
 export const SERVE_USAGE = `usage: gatehouse serve [--listen [HOST:]PORT] [--scgi|--fastcgi] [-N RETRIES] [-i ID]
@@ -61,7 +62,7 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
   --trust-proxy ADDR[,ADDR...]
                         REMOTE_ADDR (and the access log's address) from the last
                         X-Forwarded-For / Forwarded entry when the peer is one of
-                        these proxy addresses (IPv4/IPv6, no CIDR; default: never)
+                        these proxies: addresses or CIDR ranges (default: never)
   -h, --help            print this help
 
 Modes, as callscgi: an address only → connect to a running application;
@@ -213,14 +214,15 @@ export function sizeFlag(name: string, value: string): number {
 
 /** One proxy address as node reports peers: IPv6 compressed, IPv4-mapped IPv6 as plain IPv4. */
 function proxyAddress(name: string, value: string): string {
-  const family = isIP(value);
-  if (family === 4) return value;
-  if (family === 6) {
-    const mapped = /^::ffff:([0-9.]+)$/i.exec(value);
-    if (mapped && isIP(mapped[1]!) === 4) return mapped[1]!;
-    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
-  }
-  throw new SyntaxError(`${name} needs IP addresses separated by commas (no CIDR ranges or names), not '${value}'`);
+  const range = parseTrustedRange(value);
+  if (range === undefined) throw new SyntaxError(`${name} needs IP addresses or CIDR ranges separated by commas (no names), not '${value}'`);
+  const slash = value.indexOf('/');
+  const suffix = slash < 0 ? '' : value.slice(slash);
+  if (range.family === 'ipv4') return value;
+  // The form node reports peers in: compressed, lower case, an IPv4-mapped address as plain IPv4.
+  const mapped = /^::ffff:([0-9.]+)$/i.exec(range.address);
+  if (mapped && isIP(mapped[1]!) === 4 && suffix === '') return mapped[1]!;
+  return new URL(`http://[${range.address}]/`).hostname.slice(1, -1) + suffix;
 }
 
 /** Seconds (fractions allowed) as milliseconds; `zeroOk`: 0 is a value of its own. */

@@ -6,16 +6,54 @@
  * (the last hop: `Forwarded: for=` first, else X-Forwarded-For) is the
  * client's; earlier entries were written by the client and are ignored.
  */
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** true: trust whatever peer connects; a list: trust only these peer addresses. */
+/**
+ * true: trust whatever peer connects; a list: trust only these peers, each
+ * an address (`10.0.0.7`, `::1`) or a range in CIDR notation (`10.0.0.0/8`,
+ * `fd00::/8`), as nginx's set_real_ip_from.
+ */
 export type TrustProxy = boolean | readonly string[];
 
 /** The client address for CGI: the socket peer unless a trusted proxy says otherwise. */
 export function clientAddress(peer: string, headers: IncomingHttpHeaders, trust: TrustProxy): string {
-  if (trust === false || !(trust === true || trust.includes(peer) || trust.includes(unmapped(peer)))) return peer;
+  if (trust === false || !(trust === true || trusted(trust, peer))) return peer;
   return lastForwardedFor(single(headers.forwarded)) ?? lastXForwardedFor(single(headers['x-forwarded-for'])) ?? peer;
+}
+
+/** Each list compiled once into a BlockList (looked up per request). */
+const compiled = new WeakMap<readonly string[], BlockList>();
+
+function trusted(list: readonly string[], peer: string): boolean {
+  let blocks = compiled.get(list);
+  if (blocks === undefined) {
+    blocks = new BlockList();
+    for (const entry of list) {
+      const range = parseTrustedRange(entry);
+      if (range === undefined) continue; // checked where the list comes from (the CLI); anything else simply never matches
+      if (range.prefix === undefined) blocks.addAddress(range.address, range.family);
+      else blocks.addSubnet(range.address, range.prefix, range.family);
+    }
+    compiled.set(list, blocks);
+  }
+  const addr = unmapped(peer);
+  const family = isIP(addr);
+  return family !== 0 && blocks.check(addr, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** `ADDR` or `ADDR/PREFIX` with the prefix in range for the family; undefined if it is neither. */
+export function parseTrustedRange(entry: string): { address: string; family: 'ipv4' | 'ipv6'; prefix: number | undefined } | undefined {
+  const slash = entry.indexOf('/');
+  const address = slash < 0 ? entry : entry.slice(0, slash);
+  const kind = isIP(address);
+  if (kind === 0) return undefined;
+  const family = kind === 4 ? 'ipv4' : 'ipv6';
+  if (slash < 0) return { address, family, prefix: undefined };
+  const text = entry.slice(slash + 1);
+  const prefix = Number(text);
+  if (!/^[0-9]{1,3}$/.test(text) || prefix > (kind === 4 ? 32 : 128)) return undefined;
+  return { address, family, prefix };
 }
 
 /** node:http joins repeated list-valued headers with ", "; an array only comes from unusual names. */

@@ -58,6 +58,18 @@ describe('gateway helpers', () => {
     assert.equal(clientAddress('127.0.0.1', { 'x-forwarded-for': 'not-an-ip' }, true), '127.0.0.1');
   });
 
+  it('clientAddress: trusted proxies as CIDR ranges, IPv4 and IPv6, mapped peers included', () => {
+    const headers = { 'x-forwarded-for': '203.0.113.7' };
+    const trust = ['10.0.0.0/8', 'fd00::/8', '192.0.2.1'];
+    assert.equal(clientAddress('10.200.3.4', headers, trust), '203.0.113.7');
+    assert.equal(clientAddress('::ffff:10.0.0.9', headers, trust), '203.0.113.7');
+    assert.equal(clientAddress('fd12:3456::1', headers, trust), '203.0.113.7');
+    assert.equal(clientAddress('192.0.2.1', headers, trust), '203.0.113.7');
+    assert.equal(clientAddress('11.0.0.1', headers, trust), '11.0.0.1', 'outside the range');
+    assert.equal(clientAddress('fe80::1', headers, trust), 'fe80::1', 'outside the IPv6 range');
+    assert.equal(clientAddress('192.0.2.2', headers, trust), '192.0.2.2', 'a single address is not a range');
+  });
+
   it('responseHead drops hop-by-hop fields and checks Content-Length', () => {
     const head = responseHead({
       ...ok(),

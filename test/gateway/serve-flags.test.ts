@@ -69,6 +69,7 @@ describe('serve flags: --access-log, --max-body-size, --trust-proxy (parsing)', 
     assert.equal(run(['app']).trustProxy, undefined);
     assert.deepEqual(run(['--trust-proxy', '127.0.0.1, ::1', '--trust-proxy=10.0.0.7', 'app']).trustProxy, ['127.0.0.1', '::1', '10.0.0.7']);
     assert.deepEqual(run(['--trust-proxy', '0:0:0:0:0:0:0:1,::FFFF:192.0.2.1,2001:DB8::0:1', 'app']).trustProxy, ['::1', '192.0.2.1', '2001:db8::1']);
+    assert.deepEqual(run(['--trust-proxy', '10.0.0.0/8,FD00::/8', 'app']).trustProxy, ['10.0.0.0/8', 'fd00::/8']);
   });
 
   it('bad values are usage errors naming the flag', () => {
@@ -80,7 +81,9 @@ describe('serve flags: --access-log, --max-body-size, --trust-proxy (parsing)', 
       [['--max-body-size', 'k', 'app'], /--max-body-size needs a size/],
       [['--max-body-size', '', 'app'], /--max-body-size needs a size/],
       [['--max-body-size', '99999999999999999g', 'app'], /--max-body-size needs a size/],
-      [['--trust-proxy', '10.0.0.0/8', 'app'], /--trust-proxy needs IP addresses .*not '10\.0\.0\.0\/8'/],
+      [['--trust-proxy', '10.0.0.0/33', 'app'], /--trust-proxy needs IP addresses or CIDR ranges .*not '10\.0\.0\.0\/33'/],
+      [['--trust-proxy', '::1/129', 'app'], /--trust-proxy needs IP addresses or CIDR ranges/],
+      [['--trust-proxy', '10.0.0.0/', 'app'], /--trust-proxy needs IP addresses or CIDR ranges/],
       [['--trust-proxy', 'localhost', 'app'], /--trust-proxy needs IP addresses/],
       [['--trust-proxy', '127.0.0.1,', 'app'], /--trust-proxy needs IP addresses/],
       [['--trust-proxy', '', 'app'], /--trust-proxy needs IP addresses/],
