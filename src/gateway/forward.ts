@@ -28,6 +28,7 @@ import type { ResolvedGatewayOptions } from './options.js';
 import { asBytes, phpExtraParams, type ScriptTarget } from './php-preset.js';
 import { bodyless, RelayError, responseHead, type RelayHead } from './response-relay.js';
 import { spoolBody } from './spool.js';
+import type { LogLimiter } from './log-limiter.js';
 import type { GatewayStats } from './status-page.js';
 
 /** Backend.call(), or dispatch() adapted to it. */
@@ -42,6 +43,8 @@ export interface ForwardContext {
   readonly call: CallBackend;
   /** A bug of ours on the asynchronous (spool) path: answer 500 and log, as for a synchronous one. */
   readonly internalError: (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
+  /** Per-request failure lines, limited per kind under overload. */
+  readonly failures: LogLimiter;
 }
 
 /** The backend's own call() when it has one, else its dispatch() through the adapter. */
@@ -305,7 +308,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
   stderr(chunk: Buffer): void {
     // FastCGI STDERR (PHP warnings) goes to our log, as nginx's "FastCGI sent in stderr".
     const req = this.#req;
-    this.#ctx.options.log(`${req.method} ${req.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`);
+    this.#ctx.failures.log('application stderr', () => `${req.method} ${req.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`);
   }
 
   // ---------------------------------------------------------------- events
@@ -403,10 +406,10 @@ class Forwarding implements ResponseSink, SlotWaiter {
     const req = this.#req;
     const res = this.#res;
     if (res.destroyed) return;
-    const { options, stats } = this.#ctx;
+    const { options, stats, failures } = this.#ctx;
     const status = statusForError(err);
     stats.countError(status);
-    if (status >= 500) options.log(`${status} ${req.method} ${req.url} after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+    if (status >= 500) failures.log(String(status), () => `${status} ${req.method} ${req.url} after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
     // An unread body would be taken for the next request: close instead.
     sendError(res, status, { retryAfter: options.retryAfter, close: !req.complete });
   }
@@ -423,9 +426,9 @@ class Forwarding implements ResponseSink, SlotWaiter {
     if (!ended) this.#abortCall();
     this.#releaseSlot();
     this.#res.destroy();
-    const { options, stats } = this.#ctx;
+    const { failures, stats } = this.#ctx;
     stats.brokenResponses++;
-    options.log(`${this.#req.method} ${this.#req.url}: response cut after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+    failures.log('response cut', () => `${this.#req.method} ${this.#req.url}: response cut after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
   }
 }
 

@@ -13,6 +13,7 @@ import { combinedLine } from './access-log.js';
 import { BackendSlots } from './backend-slots.js';
 import { clientAddress, type TrustProxy } from './client-address.js';
 import { describeCause, sendError } from './error-response.js';
+import { LogLimiter } from './log-limiter.js';
 import { callerFor, cutByGateway, forward, responseClosed, type ForwardContext } from './forward.js';
 import { resolveOptions, type GatewayOptions } from './options.js';
 import { createPhpPreset, type PhpPreset } from './php-preset.js';
@@ -48,7 +49,8 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
     if (!res.destroyed) sendError(res, 500, { close: true });
   };
   // Decided once: the backend's own call() when it has one, else dispatch() adapted.
-  const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError };
+  const failures = new LogLimiter(options.log);
+  const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError, failures };
   const server = http.createServer({ maxHeaderSize: options.maxHeaderSize });
   server.keepAliveTimeout = options.keepAliveTimeout;
   let closing: Promise<void> | undefined;
