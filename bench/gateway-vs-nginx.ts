@@ -25,9 +25,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Family } from './lib/procfs.js';
+import { Family, memoryKb } from './lib/procfs.js';
 import { median, wrk, type Groups, type WrkResult } from './lib/wrk.js';
 import { startPhpSite } from './lib/php-site.js';
 import { distPath, freePort, spawnTracked, stopProcess, waitForConnectable } from '../test/helpers/peers.js';
@@ -74,8 +73,7 @@ async function idleConnectionsClosed(url: string, workerPids: readonly number[] 
 }
 
 function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
+  return memoryKb(pid).rssKb;
 }
 
 

@@ -42,6 +42,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { BenchProcess, killEverything } from './lib/procs.js';
+import { toMs } from './lib/wrk.js';
+import { freePort } from '../test/helpers/peers.js';
 
 const ROUNDS = 2;
 const DURATION = '5s';
@@ -136,14 +138,6 @@ interface WrkRun {
   socketText: string;
 }
 
-/** "1.23ms" / "845.00us" / "1.02s" → ms. */
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v);
-  if (!m) return Number.NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
-}
-
 function wrk(url: string, duration: string): Promise<WrkRun> {
   const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}`, '--latency', '--timeout', '5s', url];
   return new Promise((resolve, reject) => {
@@ -170,14 +164,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r, j) => srv.once('error', j).listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 type Address = { port: number } | { path: string };

@@ -18,7 +18,7 @@ export interface WrkResult {
 }
 
 /** "1.23ms" / "845.00us" / "1.02s" → ms. */
-function toMs(v: string): number {
+export function toMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(v);
   if (!m) return NaN;
   const n = Number(m[1]);

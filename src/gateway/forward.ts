@@ -26,7 +26,8 @@ import { clientAddress } from './client-address.js';
 import { describeCause, GatewayTimeoutError, sendError, statusForError } from './error-response.js';
 import type { ResolvedGatewayOptions } from './options.js';
 import { asBytes, phpExtraParams, type ScriptTarget } from './php-preset.js';
-import { bodyless, RelayError, responseHead, type RelayHead } from './response-relay.js';
+import { responseHasNoBody } from '../http1/response-head.js';
+import { RelayError, responseHead, type RelayHead } from './response-relay.js';
 import { spoolBody } from './spool.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { GatewayStats } from './status-page.js';
@@ -238,7 +239,8 @@ class Forwarding implements ResponseSink, SlotWaiter {
     this.#expected = relay.contentLength;
     // From here the timer is the body's idle timer.
     this.#armTimer();
-    if (bodyless(this.#req.method, head.status)) {
+    // (1xx never gets here: responseHead() refused it as a final response.)
+    if (responseHasNoBody(this.#req.method ?? 'GET', head.status)) {
       // Whatever comes (a HEAD answered with a body) is read and dropped so the backend connection can be reused.
       this.#phase = DRAINING;
       res.end();

@@ -89,7 +89,3 @@ export function responseHead(resp: BackendResponseHead): RelayHead {
   return { flat, contentLength };
 }
 
-/** Has no body whatever the headers say (RFC 9110 §6.4.1). */
-export function bodyless(method: string | undefined, status: number): boolean {
-  return method === 'HEAD' || status === 204 || status === 304;
-}
