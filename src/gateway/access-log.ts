@@ -10,7 +10,6 @@
  * requests, never a synchronous one to a file.
  */
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
 import { describeCause } from './error-response.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -50,11 +49,20 @@ export function logField(value: string | string[] | undefined): string {
   });
 }
 
-/** One combined-format line, newline included. `request` undefined: node:http could not parse one (logged as "-"). */
-export function combinedLine(remoteAddr: string, req: IncomingMessage | undefined, status: number, bodyBytes: number, now?: number): string {
+/** What a log line shows of a request (the gateway's Exchange has it). */
+export interface LoggedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  /** The first value of a header, by lowercase name. */
+  header(lower: string): string | undefined;
+}
+
+/** One combined-format line, newline included. `request` undefined: none could be parsed (logged as "-"). */
+export function combinedLine(remoteAddr: string, req: LoggedRequest | undefined, status: number, bodyBytes: number, now?: number): string {
   const request = req === undefined ? '-' : logField(`${req.method} ${req.url} HTTP/${req.httpVersion}`);
-  const referer = req === undefined ? '-' : logField(req.headers.referer);
-  const agent = req === undefined ? '-' : logField(req.headers['user-agent']);
+  const referer = req === undefined ? '-' : logField(req.header('referer'));
+  const agent = req === undefined ? '-' : logField(req.header('user-agent'));
   return `${remoteAddr || '-'} - - [${timeLocal(now)}] "${request}" ${status} ${bodyBytes} "${referer}" "${agent}"\n`;
 }
 

@@ -7,7 +7,6 @@
  * client's; earlier entries were written by the client and are ignored.
  */
 import { BlockList, isIP } from 'node:net';
-import type { IncomingHttpHeaders } from 'node:http';
 
 /**
  * true: trust whatever peer connects; a list: trust only these peers, each
@@ -16,8 +15,11 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 export type TrustProxy = boolean | readonly string[];
 
+/** Lowercase names, as node:http's `req.headers` and the gateway's Exchange.headers give them. */
+export type HeaderRecord = Readonly<Record<string, string | string[] | undefined>>;
+
 /** The client address for CGI: the socket peer unless a trusted proxy says otherwise. */
-export function clientAddress(peer: string, headers: IncomingHttpHeaders, trust: TrustProxy): string {
+export function clientAddress(peer: string, headers: HeaderRecord, trust: TrustProxy): string {
   if (trust === false || !(trust === true || trusted(trust, peer))) return peer;
   return lastForwardedFor(single(headers.forwarded)) ?? lastXForwardedFor(single(headers['x-forwarded-for'])) ?? peer;
 }
@@ -56,7 +58,7 @@ export function parseTrustedRange(entry: string): { address: string; family: 'ip
   return { address, family, prefix };
 }
 
-/** node:http joins repeated list-valued headers with ", "; an array only comes from unusual names. */
+/** Repeated headers arrive joined with ", "; an array only comes from Set-Cookie. */
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }

@@ -6,7 +6,8 @@
  * the log line that carries the cause chain (errno codes, a child's exit
  * status) the client must not see.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Exchange } from '../http1/server.js';
 import { BackendError } from '../backend/contract.js';
 import { statusForBackendError } from '../backend/errors.js';
 import { CgiError } from '../cgi/errors.js';
@@ -43,22 +44,18 @@ export interface ErrorReplyOptions {
  * is already under way (then the connection is cut: a half-sent response
  * must not look complete).
  */
-export function sendError(res: ServerResponse, status: number, options: ErrorReplyOptions = {}): void {
-  if (res.headersSent) {
-    res.destroy();
+export function sendError(ex: Exchange, status: number, options: ErrorReplyOptions = {}): void {
+  if (ex.finished || ex.destroyed) return;
+  if (ex.headersSent) {
+    ex.destroy();
     return;
   }
   const body = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
-  const headers: Record<string, string | number> = {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': body.length,
-    'Cache-Control': 'no-store',
-    ...options.headers,
-  };
-  if (status === 503 && options.retryAfter !== undefined) headers['Retry-After'] = options.retryAfter;
-  if (options.close) headers.Connection = 'close';
-  res.writeHead(status, headers);
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  const headers = ['Content-Type', 'text/plain; charset=utf-8', 'Cache-Control', 'no-store'];
+  if (options.headers !== undefined) for (const [name, value] of Object.entries(options.headers)) headers.push(name, value);
+  if (status === 503 && options.retryAfter !== undefined) headers.push('Retry-After', String(options.retryAfter));
+  ex.writeHead(status, undefined, headers, body.length, options.close === true);
+  ex.end(body);
 }
 
 /**

@@ -9,14 +9,14 @@
  *
  * The hot path is callbacks on one object per request (Forwarding): it
  * waits for the slot (SlotWaiter), receives the response (ResponseSink of
- * Backend.call()) and copies it into the ServerResponse with backpressure,
- * with one timer that is first the head deadline, then the body's idle
- * timer. No promise, stream or AbortController per request, and no
- * listener on the response unless it pushes back: the gateway's one
- * 'close' listener reports a client that went away (responseClosed()).
+ * Backend.call()) and copies it into the client's Exchange (src/http1)
+ * with backpressure, with one timer that is first the head deadline, then
+ * the body's idle timer. No promise, stream or AbortController per request,
+ * and no callback on the exchange unless it pushes back: the gateway's one
+ * 'exchangeClose' listener reports the end of the exchange (exchangeClosed()).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { Exchange } from '../http1/server.js';
 import { callViaDispatch } from '../backend/call-adapter.js';
 import { BackendError, type Backend, type BackendCall, type BackendRequest, type BackendResponseHead, type ResponseSink } from '../backend/contract.js';
 import { cgiParamsFromHttp, type CgiRequestInput } from '../cgi/request-env.js';
@@ -28,7 +28,7 @@ import type { ResolvedGatewayOptions } from './options.js';
 import { asBytes, phpExtraParams, type ScriptTarget } from './php-preset.js';
 import { responseHasNoBody } from '../http1/response-head.js';
 import { RelayError, responseHead, type RelayHead } from './response-relay.js';
-import { spoolBody } from './spool.js';
+import { spoolBody, type SpooledBody } from './spool.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { GatewayStats } from './status-page.js';
 
@@ -43,7 +43,7 @@ export interface ForwardContext {
   /** How requests reach the backend (callerFor(), decided once). */
   readonly call: CallBackend;
   /** A bug of ours on the asynchronous (spool) path: answer 500 and log, as for a synchronous one. */
-  readonly internalError: (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
+  readonly internalError: (ex: Exchange, err: unknown) => void;
   /** Per-request failure lines, limited per kind under overload. */
   readonly failures: LogLimiter;
 }
@@ -59,23 +59,21 @@ export function callerFor(backend: Backend): CallBackend {
  * `script` is the --root preset's decision (SCRIPT_NAME, PATH_INFO,
  * SCRIPT_FILENAME, DOCUMENT_ROOT), if any.
  */
-export function forward(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script?: ScriptTarget): void {
-  new Forwarding(ctx, req, res, expectContinue, script).start();
+export function forward(ctx: ForwardContext, ex: Exchange, script?: ScriptTarget): void {
+  const forwarding = new Forwarding(ctx, ex, script);
+  ex.context = forwarding;
+  forwarding.start();
 }
 
-/** Tells the request's Forwarding (if any) that the response closed: the gateway's 'close' listener calls it. */
-export function responseClosed(res: ServerResponse): void {
-  const forwarding = (res as Tagged)[FORWARDING];
-  if (forwarding !== undefined) forwarding.responseClosed();
+/** Tells the exchange's Forwarding (if any) that the exchange is over: the gateway's 'exchangeClose' listener calls it. */
+export function exchangeClosed(ex: Exchange): void {
+  if (ex.context instanceof Forwarding) ex.context.exchangeClosed();
 }
 
 /** The response was cut by the gateway (the application's body broke off), not by the client leaving. */
-export function cutByGateway(res: ServerResponse): boolean {
-  return (res as Tagged)[FORWARDING]?.cut === true;
+export function cutByGateway(ex: Exchange): boolean {
+  return ex.context instanceof Forwarding && ex.context.cut;
 }
-
-const FORWARDING = Symbol('gatehouse.forwarding');
-type Tagged = ServerResponse & { [FORWARDING]?: Forwarding };
 
 // Where a Forwarding is; each step only ever moves forward.
 /** Reading a chunked body to learn its length. */
@@ -92,15 +90,15 @@ const DONE = 6;
 
 class Forwarding implements ResponseSink, SlotWaiter {
   readonly #ctx: ForwardContext;
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
-  readonly #expectContinue: boolean;
+  readonly #ex: Exchange;
   readonly #script: ScriptTarget | undefined;
   readonly #started = Date.now();
   #phase = 0;
   #params: ParamList | undefined;
-  /** req itself (Content-Length), a spooled copy (chunked), or none. */
+  /** The exchange's body (Content-Length), a spooled copy (chunked), or none. */
   #body: Readable | null = null;
+  /** The spooled copy, freed when the exchange is over. */
+  #spooled: SpooledBody | undefined;
   #contentLength = 0;
   #call: BackendCall | undefined;
   /** abort() was wanted before call() returned. */
@@ -112,41 +110,33 @@ class Forwarding implements ResponseSink, SlotWaiter {
   /** The application's Content-Length, and the body bytes relayed so far. */
   #expected: number | undefined;
   #sent = 0;
-  /** data() returned false: call.resume() on 'drain'. */
+  /** data() returned false: call.resume() on the exchange's ondrain. */
   #paused = false;
-  #drainHooked = false;
   /** #cut() ended the response (the access log keeps its status rather than 499). */
   cut = false;
 
-  constructor(ctx: ForwardContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean, script: ScriptTarget | undefined) {
+  constructor(ctx: ForwardContext, ex: Exchange, script: ScriptTarget | undefined) {
     this.#ctx = ctx;
-    this.#req = req;
-    this.#res = res;
-    this.#expectContinue = expectContinue;
+    this.#ex = ex;
     this.#script = script;
-    (res as Tagged)[FORWARDING] = this;
   }
 
   start(): void {
-    const req = this.#req;
-    const headers = req.headers;
-    const chunked = headers['transfer-encoding'] !== undefined;
-    const cl = headers['content-length'];
-    const declared = chunked || cl === undefined ? undefined : Number(cl);
+    const ex = this.#ex;
+    const declared = ex.contentLength;
     try {
-      this.#params = buildParams(req, this.#ctx.options, declared, this.#script);
+      this.#params = buildParams(ex, this.#ctx.options, declared, this.#script);
     } catch (err) {
       return this.#fail(err);
     }
-    if (chunked) {
+    if (ex.chunked) {
       this.#spool().catch((err: unknown) => this.#internalError(err));
       return;
     }
     if (declared !== undefined && declared > 0) {
       this.#contentLength = declared;
-      this.#body = req;
-      // Say "go ahead" only when the backend really starts reading, i.e. it was reached.
-      if (this.#expectContinue) req.once('resume', () => this.#res.headersSent || this.#res.writeContinue());
+      // `100 Continue` goes out when the backend starts reading it (src/http1's RequestBody), i.e. it was reached.
+      this.#body = ex.body;
     }
     this.#queue();
   }
@@ -155,11 +145,9 @@ class Forwarding implements ResponseSink, SlotWaiter {
   async #spool(): Promise<void> {
     this.#phase = SPOOLING;
     const { options } = this.#ctx;
-    const res = this.#res;
-    if (this.#expectContinue) res.writeContinue();
     let spooled;
     try {
-      spooled = await spoolBody(this.#req, { limit: options.maxBodySpool, memoryLimit: options.spoolMemory, dir: options.spoolDir });
+      spooled = await spoolBody(this.#ex.body!, { limit: options.maxBodySpool, memoryLimit: options.spoolMemory, dir: options.spoolDir });
     } catch (err) {
       return this.#fail(err);
     }
@@ -169,7 +157,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
       void spooled.dispose(); // the client is gone already
       return;
     }
-    res.once('close', () => void spooled.dispose());
+    this.#spooled = spooled;
     this.#contentLength = spooled.length;
     if (spooled.length > 0) {
       this.#params!.push(['CONTENT_LENGTH', String(spooled.length)]);
@@ -199,12 +187,12 @@ class Forwarding implements ResponseSink, SlotWaiter {
 
   #send(): void {
     this.#phase = CALLING;
-    const req = this.#req;
+    const ex = this.#ex;
     const body = this.#body;
     // The head deadline runs from the end of the upload: a slow client is not a slow backend.
-    if (body === req && !req.complete) {
+    if (body !== null && body === ex.body && !ex.complete) {
       this.#uploading = true;
-      req.once('end', () => this.#uploadEnded());
+      body.once('end', () => this.#uploadEnded());
     } else {
       this.#armTimer();
     }
@@ -227,11 +215,11 @@ class Forwarding implements ResponseSink, SlotWaiter {
 
   head(head: BackendResponseHead): void {
     if (this.#phase !== CALLING) return;
-    const res = this.#res;
+    const ex = this.#ex;
     let relay: RelayHead;
     try {
       relay = responseHead(head);
-      res.writeHead(head.status, head.statusText, relay.flat);
+      ex.writeHead(head.status, head.statusText, relay.flat, relay.contentLength);
     } catch (err) {
       this.#abortCall();
       return this.#fail(err);
@@ -240,10 +228,10 @@ class Forwarding implements ResponseSink, SlotWaiter {
     // From here the timer is the body's idle timer.
     this.#armTimer();
     // (1xx never gets here: responseHead() refused it as a final response.)
-    if (responseHasNoBody(this.#req.method ?? 'GET', head.status)) {
+    if (responseHasNoBody(ex.method, head.status)) {
       // Whatever comes (a HEAD answered with a body) is read and dropped so the backend connection can be reused.
       this.#phase = DRAINING;
-      res.end();
+      ex.end();
     } else {
       this.#phase = RELAYING;
     }
@@ -259,13 +247,11 @@ class Forwarding implements ResponseSink, SlotWaiter {
         return true;
       }
       this.#timer!.refresh();
-      if (this.#res.write(chunk)) return true;
-      // The client pushes back (or is gone: then 'close' comes instead of 'drain').
+      const ex = this.#ex;
+      if (ex.write(chunk)) return true;
+      // The client pushes back (or is gone: then the exchange closes instead of draining).
       this.#paused = true;
-      if (!this.#drainHooked) {
-        this.#drainHooked = true;
-        this.#res.on('drain', () => this.#drained());
-      }
+      ex.ondrain ??= () => this.#drained();
       return false;
     }
     if (phase === DRAINING) this.#timer!.refresh();
@@ -282,7 +268,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
       }
       this.#phase = DONE;
       clearTimeout(this.#timer);
-      this.#res.end();
+      this.#ex.end();
       this.#releaseSlot();
     } else if (phase === DRAINING) {
       this.#phase = DONE;
@@ -309,16 +295,18 @@ class Forwarding implements ResponseSink, SlotWaiter {
 
   stderr(chunk: Buffer): void {
     // FastCGI STDERR (PHP warnings) goes to our log, as nginx's "FastCGI sent in stderr".
-    const req = this.#req;
-    this.#ctx.failures.log('application stderr', () => `${req.method} ${req.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`);
+    const ex = this.#ex;
+    this.#ctx.failures.log('application stderr', () => `${ex.method} ${ex.url}: application stderr: ${chunk.toString('latin1').trimEnd()}`);
   }
 
   // ---------------------------------------------------------------- events
 
-  /** The gateway's 'close' listener on the response: the client left unless the response was complete. */
-  responseClosed(): void {
+  /** The gateway's 'exchangeClose' listener: the client left unless the response was complete. */
+  exchangeClosed(): void {
+    // Only now is the exchange over for good (sent or cut), even if the backend stopped reading the body early.
+    if (this.#spooled !== undefined) void this.#spooled.dispose();
     const phase = this.#phase;
-    if (phase === DONE || this.#res.writableFinished) return;
+    if (phase === DONE || this.#ex.finished) return;
     this.#phase = DONE;
     clearTimeout(this.#timer);
     if (phase === WAITING) this.#ctx.slots!.cancel(this);
@@ -385,7 +373,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
   /** A spooled body the backend will not read to its end (the file itself goes at 'close'). */
   #dropSpooled(): void {
     const body = this.#body;
-    if (body !== null && body !== this.#req) body.destroy();
+    if (body !== null && body !== this.#ex.body) body.destroy();
   }
 
   /** A bug of ours on the asynchronous path: give up on everything, then the gateway answers 500. */
@@ -395,7 +383,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
     this.#abortCall();
     this.#releaseSlot();
     this.#dropSpooled();
-    this.#ctx.internalError(this.#req, this.#res, err);
+    this.#ctx.internalError(this.#ex, err);
   }
 
   /** Answers a failure before the response head (unless the client is gone) and logs 5xx causes. */
@@ -405,15 +393,14 @@ class Forwarding implements ResponseSink, SlotWaiter {
     clearTimeout(this.#timer);
     this.#releaseSlot();
     this.#dropSpooled();
-    const req = this.#req;
-    const res = this.#res;
-    if (res.destroyed) return;
+    const ex = this.#ex;
+    if (ex.destroyed) return;
     const { options, stats, failures } = this.#ctx;
     const status = statusForError(err);
     stats.countError(status);
-    if (status >= 500) failures.log(String(status), () => `${status} ${req.method} ${req.url} after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
-    // An unread body would be taken for the next request: close instead.
-    sendError(res, status, { retryAfter: options.retryAfter, close: !req.complete });
+    if (status >= 500) failures.log(String(status), () => `${status} ${ex.method} ${ex.url} after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+    // An unread body would have to be read and dropped first: close instead.
+    sendError(ex, status, { retryAfter: options.retryAfter, close: !ex.complete });
   }
 
   /**
@@ -427,23 +414,23 @@ class Forwarding implements ResponseSink, SlotWaiter {
     clearTimeout(this.#timer);
     if (!ended) this.#abortCall();
     this.#releaseSlot();
-    this.#res.destroy();
+    this.#ex.destroy();
     const { failures, stats } = this.#ctx;
     stats.brokenResponses++;
-    failures.log('response cut', () => `${this.#req.method} ${this.#req.url}: response cut after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
+    failures.log('response cut', () => `${this.#ex.method} ${this.#ex.url}: response cut after ${Date.now() - this.#started} ms: ${describeCause(err)}`);
   }
 }
 
-function buildParams(req: IncomingMessage, options: ResolvedGatewayOptions, contentLength: number | undefined, script?: ScriptTarget): ParamList {
-  const socket = req.socket;
-  const peer = socket.remoteAddress ?? '';
+function buildParams(ex: Exchange, options: ResolvedGatewayOptions, contentLength: number | undefined, script?: ScriptTarget): ParamList {
+  const socket = ex.socket;
+  const peer = ex.remoteAddress;
   // One object shape with or without a script (the fields cgiParamsFromHttp treats as absent when undefined).
   const input: CgiRequestInput = {
-    method: req.method ?? 'GET',
-    url: req.url ?? '/',
-    httpVersion: req.httpVersion,
-    rawHeaders: req.rawHeaders,
-    remoteAddress: options.trustProxy === false ? peer : clientAddress(peer, req.headers, options.trustProxy),
+    method: ex.method,
+    url: ex.url,
+    httpVersion: ex.httpVersion,
+    rawHeaders: ex.rawHeaders,
+    remoteAddress: options.trustProxy === false ? peer : clientAddress(peer, ex.headers, options.trustProxy),
     remotePort: socket.remotePort ?? 0,
     localAddress: socket.localAddress ?? '',
     localPort: socket.localPort ?? 0,

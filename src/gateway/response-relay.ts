@@ -2,8 +2,8 @@
  * @module gateway/response-relay
  * The rules for passing the application's response on to the client (the
  * copy itself is forward.ts's Forwarding, a ResponseSink): its head without
- * hop-by-hop fields (node:http frames the connection itself: keep-alive,
- * chunked when the application gave no Content-Length), its Content-Length
+ * hop-by-hop fields (src/http1's server frames the connection itself:
+ * keep-alive, chunked when the application gave no Content-Length), its Content-Length
  * checked here and held to while the body is copied — a longer body would
  * desynchronise the client's keep-alive connection, a shorter one would
  * leave it waiting — and the responses that have no body whatever the
@@ -17,9 +17,9 @@ export type RelayErrorCode = 'ERR_GATEWAY_BAD_RESPONSE_HEAD' | 'ERR_GATEWAY_LENG
 export class RelayError extends GatehouseError<RelayErrorCode> {}
 
 export interface RelayHead {
-  /** node:http's flat [name, value, …] array. */
+  /** The fields to send, flat [name, value, …], without the framing ones. */
   flat: string[];
-  /** The application's Content-Length; undefined: none, so node:http chunks. */
+  /** The application's Content-Length; undefined: none, so the response is chunked. */
   contentLength: number | undefined;
 }
 
@@ -47,8 +47,8 @@ function special(lower: string): boolean {
 }
 
 /**
- * The head as node:http takes it, and the application's Content-Length.
- * Throws RelayError for a head node:http could not send faithfully (→ 502).
+ * The fields to pass on, and the application's Content-Length.
+ * Throws RelayError for a head that cannot be sent faithfully (→ 502).
  */
 export function responseHead(resp: BackendResponseHead): RelayHead {
   if (resp.status < 200 || resp.status > 999) {
@@ -75,15 +75,15 @@ export function responseHead(resp: BackendResponseHead): RelayHead {
       if (Number.isNaN(length) || (contentLength !== undefined && contentLength !== length)) {
         throw new RelayError('ERR_GATEWAY_BAD_RESPONSE_HEAD', `gateway: the application sent a bad Content-Length ${JSON.stringify(value)}`);
       }
-      if (contentLength !== undefined) continue;
       contentLength = length;
+      continue; // framing is the server's (encodeResponseHead writes it from contentLength)
     }
     flat.push(name, value);
   }
   if (extraHopByHop !== undefined) {
     for (let i = flat.length - 2; i >= 0; i -= 2) {
       const lower = flat[i]!.toLowerCase();
-      if (extraHopByHop.includes(lower) && lower !== 'content-length') flat.splice(i, 2);
+      if (extraHopByHop.includes(lower)) flat.splice(i, 2);
     }
   }
   return { flat, contentLength };

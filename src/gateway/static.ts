@@ -7,9 +7,8 @@
  * never touches a path, only the open descriptor, so nothing can swap the
  * file between the check and the read.
  */
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { closeSync, createReadStream, readSync, type Stats } from 'node:fs';
-import { pipeline } from 'node:stream';
+import type { Exchange } from '../http1/server.js';
 import { contentTypeFor } from './mime.js';
 
 /**
@@ -36,32 +35,31 @@ export function etagFor(stat: Stats): string {
  * Answers `req` from `file` and returns the status sent. A large body is
  * piped with backpressure; a client that goes away just ends the stream.
  */
-export function serveFile(req: IncomingMessage, res: ServerResponse, file: OpenFile): number {
+export function serveFile(ex: Exchange, file: OpenFile): number {
   try {
-    return answer(req, res, file);
+    return answer(ex, file);
   } catch (err) {
     closeQuietly(file.fd);
     throw err;
   }
 }
 
-function answer(req: IncomingMessage, res: ServerResponse, file: OpenFile): number {
+function answer(ex: Exchange, file: OpenFile): number {
   const { stat } = file;
-  const method = req.method ?? 'GET';
+  const method = ex.method;
   if (method !== 'GET' && method !== 'HEAD') {
     closeSync(file.fd);
-    res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 19 });
-    res.end('Method Not Allowed\n');
+    ex.writeHead(405, undefined, ['Allow', 'GET, HEAD', 'Content-Type', 'text/plain; charset=utf-8'], 19);
+    ex.end('Method Not Allowed\n');
     return 405;
   }
   const etag = etagFor(stat);
   const lastModified = stat.mtime.toUTCString();
-  const validators: OutgoingHttpHeaders = { ETag: etag, 'Last-Modified': lastModified };
 
-  if (notModified(req, etag, stat.mtime)) {
+  if (notModified(ex, etag, stat.mtime)) {
     closeSync(file.fd);
-    res.writeHead(304, validators);
-    res.end();
+    ex.writeHead(304, undefined, ['ETag', etag, 'Last-Modified', lastModified], undefined);
+    ex.end();
     return 304;
   }
 
@@ -69,28 +67,27 @@ function answer(req: IncomingMessage, res: ServerResponse, file: OpenFile): numb
   let start = 0;
   let end = size - 1;
   let status = 200;
-  const headers: OutgoingHttpHeaders = { 'Content-Type': contentTypeFor(file.path), 'Accept-Ranges': 'bytes', ...validators };
-  const rangeHeader = req.headers.range;
-  if (method === 'GET' && rangeHeader !== undefined && ifRangeHolds(req, etag, lastModified)) {
+  const headers = ['Content-Type', contentTypeFor(file.path), 'Accept-Ranges', 'bytes', 'ETag', etag, 'Last-Modified', lastModified];
+  const rangeHeader = ex.header('range');
+  if (method === 'GET' && rangeHeader !== undefined && ifRangeHolds(ex, etag, lastModified)) {
     const range = parseRange(rangeHeader, size);
     if (range === 'unsatisfiable') {
       closeSync(file.fd);
-      res.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 32 });
-      res.end('Requested Range Not Satisfiable\n');
+      ex.writeHead(416, undefined, ['Content-Range', `bytes */${size}`, 'Content-Type', 'text/plain; charset=utf-8'], 32);
+      ex.end('Requested Range Not Satisfiable\n');
       return 416;
     }
     if (range !== null) {
       [start, end] = range;
       status = 206;
-      headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+      headers.push('Content-Range', `bytes ${start}-${end}/${size}`);
     }
   }
   const length = end - start + 1;
-  headers['Content-Length'] = length;
   if (method === 'HEAD' || length <= 0) {
     closeSync(file.fd);
-    res.writeHead(status, headers);
-    res.end();
+    ex.writeHead(status, undefined, headers, Math.max(length, 0));
+    ex.end();
     return status;
   }
   if (length <= SMALL_FILE) {
@@ -106,16 +103,30 @@ function answer(req: IncomingMessage, res: ServerResponse, file: OpenFile): numb
       closeSync(file.fd);
     }
     // Shrunk under us since fstat: send what is there rather than a lying Content-Length.
-    headers['Content-Length'] = got;
-    res.writeHead(status, headers);
-    res.end(got === length ? body : body.subarray(0, got));
+    ex.writeHead(status, undefined, headers, got);
+    ex.end(got === length ? body : body.subarray(0, got));
     return status;
   }
-  res.writeHead(status, headers);
-  const body = createReadStream('', { fd: file.fd, start, end, autoClose: true });
-  // Errors (client gone, file truncated under us) end the exchange; the descriptor closes with the stream.
-  pipeline(body, res, () => {});
+  ex.writeHead(status, undefined, headers, length);
+  streamFile(ex, file.fd, start, end);
   return status;
+}
+
+/**
+ * A large body from the descriptor with backpressure. A client that goes
+ * away ends the read (and closes the descriptor); a file truncated under us
+ * leaves the body short, which cuts the connection (see Exchange.end()).
+ */
+function streamFile(ex: Exchange, fd: number, start: number, end: number): void {
+  const body = createReadStream('', { fd, start, end, autoClose: true });
+  body.on('data', (chunk) => {
+    if (ex.write(chunk as Buffer)) return;
+    body.pause();
+    ex.ondrain ??= () => body.resume();
+  });
+  body.on('end', () => ex.end());
+  body.on('error', () => ex.destroy());
+  ex.onabort = () => body.destroy();
 }
 
 function closeQuietly(fd: number): void {
@@ -127,10 +138,10 @@ function closeQuietly(fd: number): void {
 }
 
 /** RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since. */
-function notModified(req: IncomingMessage, etag: string, mtime: Date): boolean {
-  const inm = req.headers['if-none-match'];
-  if (inm !== undefined) return inm.trim() === '*' || inm.split(',').some((t) => weakEqual(t.trim(), etag));
-  const ims = req.headers['if-modified-since'];
+function notModified(ex: Exchange, etag: string, mtime: Date): boolean {
+  const inm = ex.headers['if-none-match'];
+  if (typeof inm === 'string') return inm.trim() === '*' || inm.split(',').some((t) => weakEqual(t.trim(), etag));
+  const ims = ex.header('if-modified-since');
   if (ims === undefined) return false;
   const since = Date.parse(ims);
   // HTTP dates have whole seconds; mtime has more, so compare at second precision.
@@ -142,11 +153,16 @@ function weakEqual(tag: string, etag: string): boolean {
 }
 
 /** If-Range (RFC 9110 §13.1.5): the range applies only while the representation is unchanged. */
-function ifRangeHolds(req: IncomingMessage, etag: string, lastModified: string): boolean {
-  const ir = req.headers['if-range'];
+function ifRangeHolds(ex: Exchange, etag: string, lastModified: string): boolean {
+  const raw = ex.rawHeaders;
+  let ir: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== 'if-range') continue;
+    // A repeat is ambiguous: no range.
+    if (ir !== undefined) return false;
+    ir = raw[i + 1]!;
+  }
   if (ir === undefined) return true;
-  // Not a singleton in node's table: a repeat arrives as an array, which is ambiguous, so no range.
-  if (typeof ir !== 'string') return false;
   const v = ir.trim();
   return v.startsWith('"') ? v === etag : v === lastModified;
 }

@@ -5,7 +5,7 @@
  * whatever the backend reports about itself. Plain text by default, JSON for
  * `?json` or `Accept: application/json` (php-fpm's status page does both).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Exchange } from '../http1/server.js';
 
 /** The error statuses the gateway itself produces, counted separately. */
 export const ERROR_CLASSES = [400, 403, 404, 405, 408, 413, 431, 500, 502, 503, 504] as const;
@@ -47,17 +47,13 @@ export class GatewayStats {
 }
 
 /** Writes the status page; `backend` is the backend's own report (protocol, mode, …). */
-export function sendStatusPage(req: IncomingMessage, res: ServerResponse, stats: GatewayStats, backend: Record<string, unknown>): void {
+export function sendStatusPage(ex: Exchange, stats: GatewayStats, backend: Record<string, unknown>): void {
   const snap = stats.snapshot(backend);
-  const wantsJson = (req.url ?? '').includes('?json') || (req.headers.accept ?? '').includes('application/json');
-  const body = wantsJson ? JSON.stringify(snap) + '\n' : toText(snap);
-  res.writeHead(200, {
-    'Content-Type': wantsJson ? 'application/json' : 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    // A status page is a live reading, never a cached one.
-    'Cache-Control': 'no-store',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const wantsJson = ex.url.includes('?json') || (ex.header('accept') ?? '').includes('application/json');
+  const body = Buffer.from(wantsJson ? JSON.stringify(snap) + '\n' : toText(snap), 'utf8');
+  // A status page is a live reading, never a cached one.
+  ex.writeHead(200, undefined, ['Content-Type', wantsJson ? 'application/json' : 'text/plain; charset=utf-8', 'Cache-Control', 'no-store'], body.length);
+  ex.end(body);
 }
 
 function toText(snap: Record<string, unknown>, indent = ''): string {

@@ -89,6 +89,8 @@ export function encodeResponseHead(
   framing: ResponseFraming,
   contentLength: number | undefined,
   date: string,
+  /** An HTTP/1.0 client that asked for keep-alive is told it was granted (`Connection: keep-alive`). */
+  announceKeepAlive = false,
 ): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Http1ResponseError('ERR_HTTP1_BAD_STATUS', `status ${status} is not a 3-digit code`);
   const text = reason ?? STATUS_CODES[status] ?? 'Unknown';
@@ -116,6 +118,7 @@ export function encodeResponseHead(
   if (framing.body === 'chunked') head += 'Transfer-Encoding: chunked\r\n';
   // HTTP/1.1 keeps the connection by default; HTTP/1.0 closes it unless told (RFC 9112 §9.3).
   if (!framing.keepAlive) head += 'Connection: close\r\n';
+  else if (announceKeepAlive) head += 'Connection: keep-alive\r\n';
   return head + '\r\n';
 }
 

@@ -1,0 +1,572 @@
+/**
+ * @module http1/server
+ * The socket half of our HTTP/1.1 server: a net.Server whose connections
+ * feed RequestParser and write what response-head.ts encodes. It replaces
+ * node:http in the gateway because node:http alone costs ~11 µs per request
+ * on the benchmark machine (IncomingMessage + ServerResponse streams, header
+ * objects, per-request socket timers): more than the whole budget left for a
+ * Node front at 0.9× nginx (docs/gateway.md, "Benchmark").
+ *
+ * One Exchange per request is both the request (method, target, raw headers,
+ * a body Readable only when there is a body) and its response (writeHead,
+ * write → backpressure boolean, end, destroy). Writes of one tick go out in
+ * one writev (the socket is corked until the next tick or end()).
+ *
+ * Connection rules, as node:http and nginx keep them:
+ * - Keep-alive per RFC 9112 §9.3; pipelined requests are answered in order,
+ *   one at a time (the parser is paused at the end of each request until its
+ *   response has ended, and the socket stops being read meanwhile).
+ * - A response that ends before its request body was read: the rest of the
+ *   body is read and dropped, then the next request is served.
+ * - A malformed request is answered with its status (400/413/431/501/505) and
+ *   the connection closed; one that arrives mid-exchange cuts the connection.
+ * - Timers are one sweep per server, not one per socket: an idle keep-alive
+ *   connection is closed after keepAliveTimeout, a head that takes longer than
+ *   headersTimeout gets 408, a request body not complete within
+ *   requestTimeout (from its head's first byte) cuts the connection.
+ * - A client's FIN while its request is under way aborts the exchange (as
+ *   nginx and node:http do): nobody would read the answer.
+ */
+import net, { type Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
+import { Http1ParseError } from './errors.js';
+import { RequestParser, type RequestHead, type RequestParserHandler } from './request-parser.js';
+import { CHUNK_END, chunkHeader, encodeResponseHead, httpDate, LAST_CHUNK, responseFraming, type BodyFraming } from './response-head.js';
+import { GatehouseError } from '../errors.js';
+
+export interface Http1ServerOptions {
+  /** Request line + header section, in bytes (431 beyond). Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Header fields per request. Default 100. */
+  maxHeaders?: number;
+  /** An idle keep-alive connection is closed after this (ms). Default 5 s. */
+  keepAliveTimeout?: number;
+  /** From the first byte of a request to the end of its head (ms); 408 beyond. Default 60 s (node:http's). */
+  headersTimeout?: number;
+  /** From the first byte of a request to the end of its body (ms); the connection is cut beyond. Default 300 s (node:http's). */
+  requestTimeout?: number;
+  /** Request body bytes buffered before the socket stops being read. Default 64 KiB. */
+  bodyHighWaterMark?: number;
+}
+
+export type Http1ServerErrorCode = 'ERR_HTTP1_HEADERS_TIMEOUT' | 'ERR_HTTP1_REQUEST_TIMEOUT' | 'ERR_HTTP1_ABORTED';
+
+/** A connection-level failure that is not a parse error: a timeout, or the client leaving mid-body. */
+export class Http1ServerError extends GatehouseError<Http1ServerErrorCode> {}
+
+/**
+ * Events: 'request' (exchange: Exchange); 'exchangeClose' (exchange) once per
+ * exchange, when its response ended (`finished`) or its connection closed
+ * first; 'badRequest' (status, socket, bodyBytes, cause) after the server
+ * answered a request it could not take (malformed, or its head too slow).
+ */
+export class Http1Server extends net.Server {
+  readonly keepAliveTimeout: number;
+  readonly headersTimeout: number;
+  readonly requestTimeout: number;
+  readonly bodyHighWaterMark: number;
+  readonly parserOptions: { maxHeaderBytes: number; maxHeaders: number };
+  /** Set by close(): every response from now on closes its connection. */
+  closing = false;
+  readonly #connections = new Set<Connection>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(options: Http1ServerOptions = {}) {
+    // allowHalfOpen: a client's FIN after its request must not end our side before the response.
+    super({ allowHalfOpen: true, noDelay: true });
+    this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
+    this.headersTimeout = options.headersTimeout ?? 60_000;
+    this.requestTimeout = options.requestTimeout ?? 300_000;
+    this.bodyHighWaterMark = options.bodyHighWaterMark ?? 64 * 1024;
+    this.parserOptions = { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100 };
+    this.on('connection', (socket: Socket) => this.#connections.add(new Connection(this, socket)));
+    this.on('listening', () => {
+      const period = Math.max(20, Math.min(1000, Math.floor(Math.min(this.keepAliveTimeout, this.headersTimeout) / 4)));
+      this.#sweep ??= setInterval(() => this.#check(), period).unref();
+    });
+    this.on('close', () => {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    });
+  }
+
+  /** Open connections (for tests and the status page). */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Stops accepting; responses from now on close their connections. Idle ones are left to closeIdleConnections(). */
+  override close(callback?: (err?: Error) => void): this {
+    this.closing = true;
+    return super.close(callback);
+  }
+
+  /** Closes every connection that has no request under way. */
+  closeIdleConnections(): void {
+    for (const c of this.#connections) if (c.idle) c.socket.destroy();
+  }
+
+  /** Cuts every connection. */
+  closeAllConnections(): void {
+    for (const c of this.#connections) c.socket.destroy();
+  }
+
+  /** @internal */
+  forget(c: Connection): void {
+    this.#connections.delete(c);
+  }
+
+  #check(): void {
+    const now = Date.now();
+    for (const c of this.#connections) c.check(now);
+  }
+}
+
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** One request and its response. */
+export class Exchange {
+  readonly method: string;
+  /** The request-target as received. */
+  readonly url: string;
+  readonly versionMinor: number;
+  /** [name, value, …], names as received. */
+  readonly rawHeaders: string[];
+  /** The request's own Content-Length (undefined: chunked or no body). */
+  readonly contentLength: number | undefined;
+  readonly chunked: boolean;
+  readonly expectContinue: boolean;
+  /** The client allows keep-alive (RequestFacts for responseFraming). */
+  readonly keepAlive: boolean;
+  readonly socket: Socket;
+  /** Status of the response head, once sent. */
+  statusCode = 0;
+  headersSent = false;
+  /** end() was called on a live connection: the whole response was handed to the socket. */
+  finished = false;
+  /** Response body bytes handed to the socket (without the head and chunk framing). */
+  bodyBytesSent = 0;
+  /** The socket took writes again after write() returned false. */
+  ondrain: (() => void) | null = null;
+  /** The connection closed before end(). */
+  onabort: (() => void) | null = null;
+  /** For the server's user: one slot of its own per exchange (the gateway keeps its Forwarding here). */
+  context: unknown = undefined;
+
+  /** @internal */ readonly conn: Connection;
+  /** @internal */ body: RequestBody | null;
+  /** @internal The parser's onEnd came: every byte of the request was read. */ requestComplete = false;
+  #framing: BodyFraming = 'none';
+  #keepOpen = true;
+  /** Bytes still owed under Content-Length framing. */
+  #remaining = 0;
+  #corked = false;
+  #continued = false;
+  #headers: Record<string, string | string[]> | undefined;
+
+  constructor(conn: Connection, head: RequestHead) {
+    this.conn = conn;
+    this.socket = conn.socket;
+    this.method = head.method;
+    this.url = head.target;
+    this.versionMinor = head.versionMinor;
+    this.rawHeaders = head.rawHeaders;
+    this.contentLength = head.contentLength;
+    this.chunked = head.chunked;
+    this.expectContinue = head.expectContinue;
+    this.keepAlive = head.keepAlive;
+    this.body = head.chunked || (head.contentLength !== undefined && head.contentLength > 0) ? new RequestBody(this, conn.server.bodyHighWaterMark) : null;
+  }
+
+  get httpVersion(): string {
+    return this.versionMinor === 0 ? '1.0' : '1.1';
+  }
+
+  /** The whole request body has arrived (true from the start when there is none). */
+  get complete(): boolean {
+    return this.requestComplete || this.body === null;
+  }
+
+  /** The connection is gone. */
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+
+  /** The first value of a header (`lower`: its lowercase name), else undefined. */
+  header(lower: string): string | undefined {
+    const raw = this.rawHeaders;
+    const n = lower.length;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === n && name.toLowerCase() === lower) return raw[i + 1];
+    }
+    return undefined;
+  }
+
+  /** node:http's `req.headers`: lowercase names, repeats joined with ", " (Set-Cookie: an array). Built on first use. */
+  get headers(): Record<string, string | string[]> {
+    if (this.#headers !== undefined) return this.#headers;
+    const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+    const raw = this.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      const value = raw[i + 1]!;
+      const had = out[name];
+      if (had === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+      else if (Array.isArray(had)) had.push(value);
+      else out[name] = `${had}, ${value}`;
+    }
+    return (this.#headers = out);
+  }
+
+  /** `100 Continue`, once, before any response head (for a request with `Expect: 100-continue`). */
+  writeContinue(): void {
+    if (this.#continued || this.headersSent || this.finished || this.socket.destroyed) return;
+    this.#continued = true;
+    this.socket.write(CONTINUE, 'latin1');
+  }
+
+  /**
+   * Sends the head: `headers` flat [name, value, …] without Content-Length,
+   * Transfer-Encoding or Connection (those follow from `contentLength` and
+   * the connection). `close`: this is the connection's last response.
+   * Throws Http1ResponseError (nothing sent) for a head that must not go out.
+   */
+  writeHead(status: number, reason: string | undefined, headers: readonly string[], contentLength: number | undefined, close = false): void {
+    if (this.headersSent) throw new Error('http1: writeHead() twice');
+    const conn = this.conn;
+    const framing = responseFraming(this, status, contentLength, close || conn.closeAfter || conn.server.closing);
+    const head = encodeResponseHead(status, reason, headers, framing, contentLength, httpDate(), framing.keepAlive && this.versionMinor === 0);
+    this.statusCode = status;
+    this.headersSent = true;
+    this.#framing = framing.body;
+    this.#keepOpen = framing.keepAlive;
+    this.#remaining = contentLength ?? 0;
+    if (!framing.keepAlive) conn.closeAfter = true;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    this.#cork();
+    socket.write(head, 'latin1');
+  }
+
+  /** A piece of the body; false: the client pushes back, wait for ondrain. Dropped for bodiless responses. */
+  write(chunk: Buffer | string): boolean {
+    if (!this.headersSent) throw new Error('http1: write() before writeHead()');
+    const socket = this.socket;
+    if (this.finished) return true;
+    if (socket.destroyed) return false;
+    const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    const n = data.length;
+    if (n === 0) return true;
+    switch (this.#framing) {
+      case 'none':
+        return true;
+      case 'length':
+        if (n > this.#remaining) {
+          // More than the head promised would be taken for the next response: cut instead.
+          socket.destroy();
+          return false;
+        }
+        this.#remaining -= n;
+        this.bodyBytesSent += n;
+        return socket.write(data);
+      case 'chunked':
+        this.bodyBytesSent += n;
+        this.#cork();
+        socket.write(chunkHeader(n), 'latin1');
+        socket.write(data);
+        return socket.write(CHUNK_END, 'latin1');
+      case 'close':
+        this.bodyBytesSent += n;
+        return socket.write(data);
+    }
+  }
+
+  /**
+   * Ends the response (after `chunk`, if given). A Content-Length body left
+   * short cuts the connection rather than leave the client waiting.
+   */
+  end(chunk?: Buffer | string): void {
+    if (!this.headersSent) throw new Error('http1: end() before writeHead()');
+    if (this.finished) return;
+    if (chunk !== undefined) this.write(chunk);
+    const socket = this.socket;
+    if (socket.destroyed) return; // the connection's 'close' reports it
+    if (this.#framing === 'length' && this.#remaining > 0) {
+      socket.destroy();
+      return;
+    }
+    if (this.#framing === 'chunked') socket.write(LAST_CHUNK, 'latin1');
+    this.finished = true;
+    this.#uncork();
+    this.conn.responseEnded(this, this.#keepOpen);
+  }
+
+  /** Cuts the connection (a response that cannot be completed must not look complete). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  #cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(Exchange.#uncorkLater, this);
+  }
+
+  #uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
+  }
+
+  static #uncorkLater(ex: Exchange): void {
+    ex.#uncork();
+  }
+}
+
+/** The request body as a Readable, fed by the parser; reading it is what lets the socket be read (and sends 100 Continue). */
+export class RequestBody extends Readable {
+  readonly #ex: Exchange;
+
+  constructor(ex: Exchange, highWaterMark: number) {
+    super({ highWaterMark });
+    this.#ex = ex;
+  }
+
+  override _read(): void {
+    const ex = this.#ex;
+    // The consumer asked for the body: only now is "go ahead" true.
+    if (ex.expectContinue) ex.writeContinue();
+    ex.conn.bodyWanted(ex);
+  }
+}
+
+/** One client connection: parser events in, exchanges out. */
+class Connection implements RequestParserHandler {
+  readonly server: Http1Server;
+  readonly socket: Socket;
+  readonly parser: RequestParser;
+  /** The exchange whose request or response is still under way. */
+  exchange: Exchange | null = null;
+  /** No more requests on this connection once the current response ends. */
+  closeAfter = false;
+  /** Start of the current wait: idle since, or the first byte of the request being read. */
+  #since = Date.now();
+  #readEnded = false;
+  #remoteAddress: string | undefined;
+
+  constructor(server: Http1Server, socket: Socket) {
+    this.server = server;
+    this.socket = socket;
+    this.parser = new RequestParser(this, server.parserOptions);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.exchange?.ondrain?.());
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', () => {}); // 'close' follows and says what matters
+    socket.on('close', () => this.#onClose());
+  }
+
+  /** Read once, while the socket is open: a peer address cannot be asked for after it closed. */
+  get remoteAddress(): string {
+    return (this.#remoteAddress ??= this.socket.remoteAddress ?? '');
+  }
+
+  /** Nothing under way: closing now loses nothing. */
+  get idle(): boolean {
+    return this.exchange === null && this.parser.idle;
+  }
+
+  // ---------------------------------------------------------------- parser events
+
+  onHead(head: RequestHead): void {
+    const ex = new Exchange(this, head);
+    this.exchange = ex;
+    try {
+      this.server.emit('request', ex);
+    } catch (err) {
+      // A throwing 'request' listener is a bug of the server's user, not a bad request: do not answer 400 for it.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+
+  onBody(chunk: Buffer): void {
+    const ex = this.exchange!;
+    // The response ended already: the rest of the body is read and dropped.
+    if (ex.finished) return;
+    const body = ex.body!;
+    if (!body.push(chunk)) this.parser.pause();
+  }
+
+  onEnd(): void {
+    const ex = this.exchange!;
+    ex.requestComplete = true;
+    if (ex.body !== null && !ex.finished) ex.body.push(null);
+    if (ex.finished) this.#next();
+    // Pipelined requests wait for this response.
+    else this.parser.pause();
+  }
+
+  // ---------------------------------------------------------------- from the exchange
+
+  bodyWanted(ex: Exchange): void {
+    if (ex !== this.exchange || ex.requestComplete) return;
+    this.#resume();
+  }
+
+  responseEnded(ex: Exchange, keepOpen: boolean): void {
+    this.server.emit('exchangeClose', ex);
+    if (!keepOpen) {
+      this.closeAfter = true;
+      this.#closeGracefully();
+      return;
+    }
+    if (ex.requestComplete) this.#next();
+    // Else the rest of the body is dropped (onBody), then #next() at its end.
+    else this.#resume();
+  }
+
+  /** The exchange is over both ways: on to the next request, if any. */
+  #next(): void {
+    this.exchange = null;
+    this.#since = Date.now();
+    if (this.closeAfter || this.#readEnded) {
+      this.#closeGracefully();
+      return;
+    }
+    if (!this.parser.paused) return;
+    // Parsing queued input now would run the next request inside this one's end(): a tick later.
+    if (this.parser.bufferedBytes > 0) process.nextTick(Connection.#resumeLater, this);
+    else this.#resume();
+  }
+
+  static #resumeLater(c: Connection): void {
+    if (c.exchange === null && !c.socket.destroyed) c.#resume();
+  }
+
+  #resume(): void {
+    if (this.socket.destroyed) return;
+    if (this.parser.paused) {
+      try {
+        this.parser.resume();
+      } catch (err) {
+        return this.#parseFailed(err);
+      }
+    }
+    if (!this.parser.paused && this.socket.isPaused()) this.socket.resume();
+  }
+
+  // ---------------------------------------------------------------- socket events
+
+  #onData(chunk: Buffer): void {
+    if (this.exchange === null && this.parser.idle) this.#since = Date.now();
+    try {
+      this.parser.push(chunk);
+    } catch (err) {
+      return this.#parseFailed(err);
+    }
+    // Input the parser holds is not bounded by it: stop reading until it runs again. (Only then:
+    // pausing a socket is an epoll_ctl, too dear to do at the end of every request.)
+    if (this.parser.paused && this.parser.bufferedBytes > 0) this.socket.pause();
+  }
+
+  /**
+   * The client's FIN. Between requests it is a clean end. With a request
+   * under way it is taken as the client leaving, as nginx (499, "client
+   * prematurely closed connection") and node:http do: the backend request is
+   * aborted rather than finished for nobody.
+   */
+  #onEnd(): void {
+    this.#readEnded = true;
+    if (this.idle) this.socket.end();
+    else this.socket.destroy();
+  }
+
+  #onClose(): void {
+    this.server.forget(this);
+    const ex = this.exchange;
+    if (ex === null) return;
+    this.exchange = null;
+    if (ex.body !== null && !ex.requestComplete) {
+      abortBody(ex.body, new Http1ServerError('ERR_HTTP1_ABORTED', 'http1: the client went away in the middle of the request body'));
+    }
+    if (ex.finished) return;
+    ex.onabort?.();
+    this.server.emit('exchangeClose', ex);
+  }
+
+  #parseFailed(err: unknown): void {
+    if (!(err instanceof Http1ParseError)) throw err;
+    const ex = this.exchange;
+    if (ex !== null) {
+      // Mid-exchange (a bad chunk in the body): nothing can be answered on this connection any more.
+      abortBody(ex.body, err);
+      this.socket.destroy();
+      return;
+    }
+    this.#answer(err.status, err);
+  }
+
+  /** A canned error response, then close: for what never became an exchange. */
+  #answer(status: number, cause: Error): void {
+    const socket = this.socket;
+    this.closeAfter = true;
+    this.parser.pause();
+    socket.pause();
+    const body = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+        `Content-Length: ${body.length}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,
+      'latin1',
+    );
+    this.server.emit('badRequest', status, socket, body.length, cause);
+    this.#closeGracefully();
+  }
+
+  /** FIN after what was written, then the socket is freed (destroySoon). */
+  #closeGracefully(): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    this.parser.pause();
+    socket.pause();
+    socket.end();
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  }
+
+  /** The server's sweep: the timeouts of this connection, against `now`. */
+  check(now: number): void {
+    if (this.socket.destroyed || this.closeAfter) return;
+    const ex = this.exchange;
+    const server = this.server;
+    if (ex === null) {
+      if (this.parser.idle) {
+        if (now - this.#since >= server.keepAliveTimeout) this.socket.destroy();
+      } else if (now - this.#since >= server.headersTimeout) {
+        this.#answer(408, new Http1ServerError('ERR_HTTP1_HEADERS_TIMEOUT', `http1: no complete request head within ${server.headersTimeout} ms`));
+      }
+    } else if (!ex.requestComplete && now - this.#since >= server.requestTimeout) {
+      abortBody(ex.body, new Http1ServerError('ERR_HTTP1_REQUEST_TIMEOUT', `http1: the request body was not complete within ${server.requestTimeout} ms`));
+      this.socket.destroy();
+    }
+  }
+}
+
+/**
+ * A body that cannot be completed: an 'error' for whoever listens for one
+ * (the backend's upload), else just closed — an error nobody listens for
+ * would be thrown as uncaught.
+ */
+function abortBody(body: RequestBody | null, err: Error): void {
+  if (body === null || body.destroyed || body.readableEnded) return;
+  body.destroy(body.listenerCount('error') > 0 ? err : undefined);
+}
+
+export type { Connection as Http1Connection };
