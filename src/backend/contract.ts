@@ -128,7 +128,11 @@ export interface BackendOptions {
   pooled?: boolean;
   /** Bound on one connect() (default 10 s) → ERR_BACKEND_TIMEOUT. */
   connectTimeoutMs?: number;
-  /** Bound on waiting for the complete response head after the request was sent (default 60 s) → ERR_BACKEND_TIMEOUT. */
+  /**
+   * Bound on waiting for the complete response head after the request was
+   * sent (default 60 s) → ERR_BACKEND_TIMEOUT. 0: none, for a caller that
+   * keeps its own deadline (the gateway: one timer per request, not two).
+   */
   headerTimeoutMs?: number;
   /** FastCGI only: reuse connections with FCGI_KEEP_CONN (default true). */
   keepConn?: boolean;

@@ -42,7 +42,7 @@ function checkOptions(options: BackendOptions): void {
     ['retries', options.retries, 0],
     ['processes', options.processes, 1],
     ['connectTimeoutMs', options.connectTimeoutMs, 1],
-    ['headerTimeoutMs', options.headerTimeoutMs, 1],
+    ['headerTimeoutMs', options.headerTimeoutMs, 0],
     ['maxIdleConnections', options.maxIdleConnections, 0],
     ['idleTimeoutMs', options.idleTimeoutMs, 1],
     ['stopTimeoutMs', options.stopTimeoutMs, 0],

@@ -397,8 +397,9 @@ class Attempt implements ExchangeSink {
   }
 
   #startTimer(): void {
-    if (this.#timer !== undefined || this.#headDone || this.#failed) return;
     const ms = this.#host.headerTimeoutMs;
+    // 0: no deadline here (the caller keeps its own, as the gateway does).
+    if (this.#timer !== undefined || this.#headDone || this.#failed || ms === 0) return;
     this.#timer = setTimeout(() => this.#failHead(backendError('ERR_BACKEND_TIMEOUT', `no response head within ${ms} ms`)), ms);
   }
 

@@ -100,7 +100,8 @@ export class HeadTimer {
   }
 
   start(): void {
-    if (this.#done || this.#timer !== undefined) return;
+    // 0: no deadline here (the caller keeps its own).
+    if (this.#done || this.#timer !== undefined || this.#ms === 0) return;
     this.#timer = setTimeout(() => {
       this.#done = true;
       this.#onTimeout();

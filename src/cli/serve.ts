@@ -281,7 +281,8 @@ function backendOptionsOf(o: WorkerFlags, pooled: boolean): BackendOptions {
     retries: o.retries,
     processes: o.processes,
     ...(pooled && { pooled }),
-    headerTimeoutMs: o.timeoutMs,
+    // The gateway holds the head deadline itself (backendTimeout below): no second timer per request.
+    headerTimeoutMs: 0,
     ...(o.keepaliveMs === 0 && { keepConn: false }),
     ...(o.keepaliveMs !== undefined && o.keepaliveMs > 0 && { idleTimeoutMs: o.keepaliveMs }),
     ...(o.program === PHP_PROGRAM && phpCgiOptions(o.processes)),

@@ -124,6 +124,14 @@ export class Http1Server extends net.Server {
 }
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+/** Body pieces up to this size are copied into the queued output; larger ones are written as they are. */
+const SMALL_WRITE = 16 * 1024;
+/** Queued output beyond this is written at once. */
+const OUT_HIGH_WATER = 64 * 1024;
+
+const latin1SliceFn = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string }).latin1Slice;
+/** A Buffer as a latin1 string (one char per byte), without toString()'s argument checks. */
+const latin1 = (b: Buffer): string => (latin1SliceFn !== undefined ? latin1SliceFn.call(b, 0, b.length) : b.toString('latin1'));
 
 /** One request and its response. */
 export class Exchange {
@@ -161,7 +169,9 @@ export class Exchange {
   #keepOpen = true;
   /** Bytes still owed under Content-Length framing. */
   #remaining = 0;
-  #corked = false;
+  /** Queued output (see #queue()). */
+  #out = '';
+  #flushQueued = false;
   #continued = false;
   #headers: Record<string, string | string[]> | undefined;
 
@@ -248,10 +258,8 @@ export class Exchange {
     this.#keepOpen = framing.keepAlive;
     this.#remaining = contentLength ?? 0;
     if (!framing.keepAlive) conn.closeAfter = true;
-    const socket = this.socket;
-    if (socket.destroyed) return;
-    this.#cork();
-    socket.write(head, 'latin1');
+    if (this.socket.destroyed) return;
+    this.#queue(head);
   }
 
   /** A piece of the body; false: the client pushes back, wait for ondrain. Dropped for bodiless responses. */
@@ -263,28 +271,31 @@ export class Exchange {
     const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
     const n = data.length;
     if (n === 0) return true;
-    switch (this.#framing) {
-      case 'none':
-        return true;
-      case 'length':
-        if (n > this.#remaining) {
-          // More than the head promised would be taken for the next response: cut instead.
-          socket.destroy();
-          return false;
-        }
-        this.#remaining -= n;
-        this.bodyBytesSent += n;
-        return socket.write(data);
-      case 'chunked':
-        this.bodyBytesSent += n;
-        this.#cork();
-        socket.write(chunkHeader(n), 'latin1');
-        socket.write(data);
-        return socket.write(CHUNK_END, 'latin1');
-      case 'close':
-        this.bodyBytesSent += n;
-        return socket.write(data);
+    const framing = this.#framing;
+    if (framing === 'none') return true;
+    if (framing === 'length') {
+      if (n > this.#remaining) {
+        // More than the head promised would be taken for the next response: cut instead.
+        socket.destroy();
+        return false;
+      }
+      this.#remaining -= n;
     }
+    this.bodyBytesSent += n;
+    const chunked = framing === 'chunked';
+    if (n <= SMALL_WRITE) {
+      this.#queue(chunked ? chunkHeader(n) + latin1(data) + CHUNK_END : latin1(data));
+      return this.#out.length >= OUT_HIGH_WATER ? this.#flush() : !socket.writableNeedDrain;
+    }
+    // A large piece goes as it is, in one writev with what was queued before it.
+    const before = chunked ? this.#out + chunkHeader(n) : this.#out;
+    this.#out = '';
+    socket.cork();
+    if (before !== '') socket.write(before, 'latin1');
+    let ok = socket.write(data);
+    if (chunked) ok = socket.write(CHUNK_END, 'latin1');
+    socket.uncork();
+    return ok;
   }
 
   /**
@@ -301,9 +312,9 @@ export class Exchange {
       socket.destroy();
       return;
     }
-    if (this.#framing === 'chunked') socket.write(LAST_CHUNK, 'latin1');
+    if (this.#framing === 'chunked') this.#out += LAST_CHUNK;
     this.finished = true;
-    this.#uncork();
+    this.#flush();
     this.conn.responseEnded(this, this.#keepOpen);
   }
 
@@ -312,22 +323,45 @@ export class Exchange {
     this.socket.destroy();
   }
 
-  #cork(): void {
-    if (this.#corked) return;
-    this.#corked = true;
-    this.socket.cork();
-    process.nextTick(Exchange.#uncorkLater, this);
+  /**
+   * Head and small body pieces are kept as one latin1 string and written
+   * with one socket.write: at end(), past OUT_HIGH_WATER, or on the next
+   * tick for a response that goes on streaming. One write(2) for a whole
+   * small response, without the writev machinery of a corked socket.
+   */
+  #queue(text: string): void {
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      if (toFlush.push(this) === 1) queueMicrotask(flushQueued);
+    }
+    this.#out += text;
   }
 
-  #uncork(): void {
-    if (!this.#corked) return;
-    this.#corked = false;
-    this.socket.uncork();
+  #flush(): boolean {
+    const out = this.#out;
+    const socket = this.socket;
+    if (out === '' || socket.destroyed) return !socket.writableNeedDrain;
+    this.#out = '';
+    return socket.write(out, 'latin1');
   }
 
-  static #uncorkLater(ex: Exchange): void {
-    ex.#uncork();
+  /** @internal */
+  static flushLater(ex: Exchange): void {
+    ex.#flushQueued = false;
+    ex.#flush();
   }
+}
+
+/**
+ * Exchanges with queued output, flushed by one microtask for all of them:
+ * most responses end (and flush) in the same callback, so the microtask
+ * usually finds nothing left to write.
+ */
+const toFlush: Exchange[] = [];
+
+function flushQueued(): void {
+  for (let i = 0; i < toFlush.length; i++) Exchange.flushLater(toFlush[i]!);
+  toFlush.length = 0;
 }
 
 /** The request body as a Readable, fed by the parser; reading it is what lets the socket be read (and sends 100 Continue). */
@@ -548,7 +582,9 @@ class Connection implements RequestParserHandler {
     const server = this.server;
     if (ex === null) {
       if (this.parser.idle) {
-        if (now - this.#since >= server.keepAliveTimeout) this.socket.destroy();
+        // Idle from when the last response has left: a slow reader still taking one is not cut.
+        if (this.socket.writableLength > 0) this.#since = now;
+        else if (now - this.#since >= server.keepAliveTimeout) this.socket.destroy();
       } else if (now - this.#since >= server.headersTimeout) {
         this.#answer(408, new Http1ServerError('ERR_HTTP1_HEADERS_TIMEOUT', `http1: no complete request head within ${server.headersTimeout} ms`));
       }
