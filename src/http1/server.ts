@@ -46,6 +46,11 @@ export interface Http1ServerOptions {
   headersTimeout?: number;
   /** From the first byte of a request to the end of its body (ms); the connection is cut beyond. Default 300 s (node:http's). */
   requestTimeout?: number;
+  /**
+   * Response bytes waiting for a client that reads none of them for this
+   * long cut the connection (nginx's send_timeout). Default 60 s.
+   */
+  sendTimeout?: number;
   /** Request body bytes buffered before the socket stops being read. Default 64 KiB. */
   bodyHighWaterMark?: number;
 }
@@ -65,6 +70,7 @@ export class Http1Server extends net.Server {
   readonly keepAliveTimeout: number;
   readonly headersTimeout: number;
   readonly requestTimeout: number;
+  readonly sendTimeout: number;
   readonly bodyHighWaterMark: number;
   readonly parserOptions: { maxHeaderBytes: number; maxHeaders: number };
   /** Set by close(): every response from now on closes its connection. */
@@ -73,16 +79,18 @@ export class Http1Server extends net.Server {
   #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: Http1ServerOptions = {}) {
-    // allowHalfOpen: a client's FIN after its request must not end our side before the response.
+    // allowHalfOpen: a client's FIN is ours to decide on (#onEnd), not net's automatic end() of our side.
     super({ allowHalfOpen: true, noDelay: true });
     this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
     this.headersTimeout = options.headersTimeout ?? 60_000;
     this.requestTimeout = options.requestTimeout ?? 300_000;
+    this.sendTimeout = options.sendTimeout ?? 60_000;
     this.bodyHighWaterMark = options.bodyHighWaterMark ?? 64 * 1024;
     this.parserOptions = { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100 };
     this.on('connection', (socket: Socket) => this.#connections.add(new Connection(this, socket)));
     this.on('listening', () => {
-      const period = Math.max(20, Math.min(1000, Math.floor(Math.min(this.keepAliveTimeout, this.headersTimeout) / 4)));
+      const shortest = Math.min(this.keepAliveTimeout, this.headersTimeout, this.requestTimeout, this.sendTimeout);
+      const period = Math.max(20, Math.min(1000, Math.floor(shortest / 4)));
       this.#sweep ??= setInterval(() => this.#check(), period).unref();
     });
     this.on('close', () => {
@@ -250,7 +258,10 @@ export class Exchange {
   writeHead(status: number, reason: string | undefined, headers: readonly string[], contentLength: number | undefined, close = false): void {
     if (this.headersSent) throw new Error('http1: writeHead() twice');
     const conn = this.conn;
-    const framing = responseFraming(this, status, contentLength, close || conn.closeAfter || conn.server.closing);
+    // A client told to wait for `100 Continue` that never came may send its next request instead of the
+    // body (RFC 9110 §10.1.1): the body cannot be told apart from it, so this is the last response (as node:http).
+    const unsentBody = this.expectContinue && !this.#continued && !this.complete;
+    const framing = responseFraming(this, status, contentLength, close || unsentBody || conn.closeAfter || conn.server.closing);
     const head = encodeResponseHead(status, reason, headers, framing, contentLength, httpDate(), framing.keepAlive && this.versionMinor === 0);
     this.statusCode = status;
     this.headersSent = true;
@@ -392,7 +403,9 @@ class Connection implements RequestParserHandler {
   closeAfter = false;
   /** Start of the current wait: idle since, or the first byte of the request being read. */
   #since = Date.now();
-  #readEnded = false;
+  /** Response bytes queued in the socket at the last sweep, and since when none of them left. */
+  #pending = 0;
+  #stalledSince = 0;
   #remoteAddress: string | undefined;
 
   constructor(server: Http1Server, socket: Socket) {
@@ -471,7 +484,7 @@ class Connection implements RequestParserHandler {
   #next(): void {
     this.exchange = null;
     this.#since = Date.now();
-    if (this.closeAfter || this.#readEnded) {
+    if (this.closeAfter) {
       this.#closeGracefully();
       return;
     }
@@ -518,7 +531,6 @@ class Connection implements RequestParserHandler {
    * aborted rather than finished for nobody.
    */
   #onEnd(): void {
-    this.#readEnded = true;
     if (this.idle) this.socket.end();
     else this.socket.destroy();
   }
@@ -577,14 +589,29 @@ class Connection implements RequestParserHandler {
 
   /** The server's sweep: the timeouts of this connection, against `now`. */
   check(now: number): void {
-    if (this.socket.destroyed || this.closeAfter) return;
-    const ex = this.exchange;
+    const socket = this.socket;
+    if (socket.destroyed) return;
     const server = this.server;
+    const pending = socket.writableLength;
+    if (pending > 0) {
+      // Output that drains is progress (a queue that only grows is not): a slow reader is served, one that reads nothing is cut.
+      if (pending < this.#pending || this.#pending === 0) this.#stalledSince = now;
+      this.#pending = pending;
+      if (now - this.#stalledSince >= server.sendTimeout) {
+        socket.destroy();
+        return;
+      }
+    } else {
+      this.#pending = 0;
+    }
+    // A last response on its way out: only the send timeout above applies.
+    if (this.closeAfter) return;
+    const ex = this.exchange;
     if (ex === null) {
       if (this.parser.idle) {
         // Idle from when the last response has left: a slow reader still taking one is not cut.
-        if (this.socket.writableLength > 0) this.#since = now;
-        else if (now - this.#since >= server.keepAliveTimeout) this.socket.destroy();
+        if (pending > 0) this.#since = now;
+        else if (now - this.#since >= server.keepAliveTimeout) socket.destroy();
       } else if (now - this.#since >= server.headersTimeout) {
         this.#answer(408, new Http1ServerError('ERR_HTTP1_HEADERS_TIMEOUT', `http1: no complete request head within ${server.headersTimeout} ms`));
       }
