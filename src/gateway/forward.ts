@@ -10,7 +10,7 @@
  * The hot path is callbacks on one object per request (Forwarding): it
  * waits for the slot (SlotWaiter), receives the response (ResponseSink of
  * Backend.call()) and copies it into the client's Exchange (src/http1)
- * with backpressure, with one timer that is first the head deadline, then
+ * with backpressure, with one deadline (deadlines.ts) that is first the head deadline, then
  * the body's idle timer. No promise, stream or AbortController per request,
  * and no callback on the exchange unless it pushes back: the gateway's one
  * 'exchangeClose' listener reports the end of the exchange (exchangeClosed()).
@@ -22,6 +22,7 @@ import { BackendError, type Backend, type BackendCall, type BackendRequest, type
 import { cgiParamsFromHttp, type CgiRequestInput } from '../cgi/request-env.js';
 import type { ParamList } from '../fastcgi/contract.js';
 import type { BackendSlots, SlotWaiter } from './backend-slots.js';
+import type { Deadlines, Timed } from './deadlines.js';
 import { clientAddress } from './client-address.js';
 import { describeCause, GatewayTimeoutError, sendError, statusForError } from './error-response.js';
 import type { ResolvedGatewayOptions } from './options.js';
@@ -46,6 +47,8 @@ export interface ForwardContext {
   readonly internalError: (ex: Exchange, err: unknown) => void;
   /** Per-request failure lines, limited per kind under overload. */
   readonly failures: LogLimiter;
+  /** The one sweep that fires every request's deadline. */
+  readonly deadlines: Deadlines;
 }
 
 /** The backend's own call() when it has one, else its dispatch() through the adapter. */
@@ -78,17 +81,17 @@ export function cutByGateway(ex: Exchange): boolean {
 // Where a Forwarding is; each step only ever moves forward.
 /** Reading a chunked body to learn its length. */
 const SPOOLING = 1;
-/** Queued for a backend slot (the timer is the slot deadline). */
+/** Queued for a backend slot (the deadline is the slot's). */
 const WAITING = 2;
-/** At the backend, no head yet (the timer is the head deadline, from the end of the upload). */
+/** At the backend, no head yet (the deadline is the head's, from the end of the upload). */
 const CALLING = 3;
-/** Head sent, copying the body (the timer is the body's idle timer). */
+/** Head sent, copying the body (the deadline is the body's idle time). */
 const RELAYING = 4;
 /** HEAD, 204, 304: the response is complete, the backend's bytes are read and dropped. */
 const DRAINING = 5;
 const DONE = 6;
 
-class Forwarding implements ResponseSink, SlotWaiter {
+class Forwarding implements ResponseSink, SlotWaiter, Timed {
   readonly #ctx: ForwardContext;
   readonly #ex: Exchange;
   readonly #script: ScriptTarget | undefined;
@@ -103,7 +106,10 @@ class Forwarding implements ResponseSink, SlotWaiter {
   #call: BackendCall | undefined;
   /** abort() was wanted before call() returned. */
   #abortWanted = false;
-  #timer: NodeJS.Timeout | undefined;
+  /** When the current wait runs out (Deadlines owns it): slot, head, or body idle. */
+  deadline = 0;
+  prevTimed: Timed | null = null;
+  nextTimed: Timed | null = null;
   #holdsSlot = false;
   /** The head deadline waits for the end of the upload. */
   #uploading = false;
@@ -225,7 +231,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
       return this.#fail(err);
     }
     this.#expected = relay.contentLength;
-    // From here the timer is the body's idle timer.
+    // From here the deadline is the body's idle time.
     this.#armTimer();
     // (1xx never gets here: responseHead() refused it as a final response.)
     if (responseHasNoBody(ex.method, head.status)) {
@@ -246,7 +252,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
         this.#cut(new RelayError('ERR_GATEWAY_LENGTH_MISMATCH', `gateway: the application sent more than its Content-Length ${expected}`), false);
         return true;
       }
-      this.#timer!.refresh();
+      this.#armTimer();
       const ex = this.#ex;
       if (ex.write(chunk)) return true;
       // The client pushes back (or is gone: then the exchange closes instead of draining).
@@ -254,7 +260,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
       ex.ondrain ??= () => this.#drained();
       return false;
     }
-    if (phase === DRAINING) this.#timer!.refresh();
+    if (phase === DRAINING) this.#armTimer();
     return true;
   }
 
@@ -267,12 +273,12 @@ class Forwarding implements ResponseSink, SlotWaiter {
         return this.#cut(err, true);
       }
       this.#phase = DONE;
-      clearTimeout(this.#timer);
+      this.#ctx.deadlines.disarm(this);
       this.#ex.end();
       this.#releaseSlot();
     } else if (phase === DRAINING) {
       this.#phase = DONE;
-      clearTimeout(this.#timer);
+      this.#ctx.deadlines.disarm(this);
       this.#releaseSlot();
     } else if (phase === CALLING) {
       this.#fail(new BackendError('ERR_BACKEND_PROTOCOL', 'gateway: the backend ended the response before its head'));
@@ -288,7 +294,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
     } else if (phase === DRAINING) {
       // The client has its complete response; only the slot is left to free.
       this.#phase = DONE;
-      clearTimeout(this.#timer);
+      this.#ctx.deadlines.disarm(this);
       this.#releaseSlot();
     }
   }
@@ -308,7 +314,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
     const phase = this.#phase;
     if (phase === DONE || this.#ex.finished) return;
     this.#phase = DONE;
-    clearTimeout(this.#timer);
+    this.#ctx.deadlines.disarm(this);
     if (phase === WAITING) this.#ctx.slots!.cancel(this);
     this.#abortCall();
     this.#releaseSlot();
@@ -321,11 +327,8 @@ class Forwarding implements ResponseSink, SlotWaiter {
     this.#call?.resume();
   }
 
-  static #onTimer(self: Forwarding): void {
-    self.#timedOut();
-  }
-
-  #timedOut(): void {
+  /** Deadlines: the current wait ran out. */
+  onDeadline(): void {
     const { options, slots } = this.#ctx;
     switch (this.#phase) {
       case WAITING:
@@ -353,10 +356,9 @@ class Forwarding implements ResponseSink, SlotWaiter {
 
   // ---------------------------------------------------------------- endings
 
-  /** (Re)starts the one timer: a Timeout can be refreshed, also once it fired, but not once cleared. */
+  /** (Re)starts the one deadline: backendTimeout from now. */
   #armTimer(): void {
-    if (this.#timer === undefined) this.#timer = setTimeout(Forwarding.#onTimer, this.#ctx.options.backendTimeout, this);
-    else this.#timer.refresh();
+    this.#ctx.deadlines.arm(this);
   }
 
   #abortCall(): void {
@@ -379,7 +381,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
   /** A bug of ours on the asynchronous path: give up on everything, then the gateway answers 500. */
   #internalError(err: unknown): void {
     this.#phase = DONE;
-    clearTimeout(this.#timer);
+    this.#ctx.deadlines.disarm(this);
     this.#abortCall();
     this.#releaseSlot();
     this.#dropSpooled();
@@ -390,7 +392,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
   #fail(err: unknown): void {
     if (this.#phase === DONE) return;
     this.#phase = DONE;
-    clearTimeout(this.#timer);
+    this.#ctx.deadlines.disarm(this);
     this.#releaseSlot();
     this.#dropSpooled();
     const ex = this.#ex;
@@ -411,7 +413,7 @@ class Forwarding implements ResponseSink, SlotWaiter {
   #cut(err: unknown, ended: boolean): void {
     this.#phase = DONE;
     this.cut = true;
-    clearTimeout(this.#timer);
+    this.#ctx.deadlines.disarm(this);
     if (!ended) this.#abortCall();
     this.#releaseSlot();
     this.#ex.destroy();

@@ -13,6 +13,7 @@ import { combinedLine } from './access-log.js';
 import { BackendSlots } from './backend-slots.js';
 import { clientAddress, type TrustProxy } from './client-address.js';
 import { describeCause, sendError } from './error-response.js';
+import { Deadlines } from './deadlines.js';
 import { LogLimiter } from './log-limiter.js';
 import { callerFor, cutByGateway, exchangeClosed, forward, type ForwardContext } from './forward.js';
 import { resolveOptions, type GatewayOptions } from './options.js';
@@ -50,7 +51,9 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   };
   // Decided once: the backend's own call() when it has one, else dispatch() adapted.
   const failures = new LogLimiter(options.log);
-  const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError, failures };
+  // A deadline fires up to an eighth of backendTimeout late (at most 1 s).
+  const deadlines = new Deadlines(options.backendTimeout, Math.max(5, Math.min(1000, Math.floor(options.backendTimeout / 8))));
+  const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError, failures, deadlines };
   const server = new Http1Server({ maxHeaderBytes: options.maxHeaderSize, keepAliveTimeout: options.keepAliveTimeout });
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
@@ -109,7 +112,10 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
           server.closeAllConnections();
         };
         if (stats.inFlight === 0) drained();
-        void done.then(resolve);
+        void done.then(() => {
+          deadlines.close();
+          resolve();
+        });
       });
       return closing;
     },
