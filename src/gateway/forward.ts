@@ -26,7 +26,7 @@ import type { Deadlines, Timed } from './deadlines.js';
 import { clientAddress } from './client-address.js';
 import { describeCause, GatewayTimeoutError, sendError, statusForError } from './error-response.js';
 import type { ResolvedGatewayOptions } from './options.js';
-import { asBytes, phpExtraParams, type ScriptTarget } from './php-preset.js';
+import type { ScriptTarget } from './php-preset.js';
 import { responseHasNoBody } from '../http1/response-head.js';
 import { RelayError, responseHead, type RelayHead } from './response-relay.js';
 import { spoolBody, type SpooledBody } from './spool.js';
@@ -444,13 +444,13 @@ function buildParams(ex: Exchange, options: ResolvedGatewayOptions, contentLengt
     contentLength,
   };
   if (script === undefined) return cgiParamsFromHttp(input);
-  input.scriptName = asBytes(script.scriptName);
-  // pathInfo is taken as still percent-encoded: escape '%' so a decoded '%' is not decoded twice.
-  const pathInfo = script.pathInfo;
-  input.pathInfo = pathInfo === '' ? '' : asBytes(pathInfo).replaceAll('%', '%25');
-  input.scriptFilename = asBytes(script.scriptFilename);
-  input.documentRoot = asBytes(script.documentRoot);
+  const bytes = script.params;
+  input.scriptName = bytes.scriptName;
+  input.pathInfo = bytes.pathInfo;
+  input.scriptFilename = bytes.scriptFilename;
+  input.documentRoot = bytes.documentRoot;
   const params = cgiParamsFromHttp(input);
-  for (const extra of phpExtraParams(script)) params.push(extra);
+  const extra = bytes.extra;
+  for (let i = 0; i < extra.length; i++) params.push(extra[i]!);
   return params;
 }

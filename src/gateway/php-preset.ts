@@ -28,6 +28,19 @@ export interface ScriptTarget {
   /** root + scriptName (not symlink-resolved, as nginx's $document_root$fastcgi_script_name). */
   scriptFilename: string;
   documentRoot: string;
+  /** The same as CGI values (byte strings), made once per target: what the gateway sends. */
+  readonly params: ScriptParams;
+}
+
+/** A ScriptTarget's CGI variables as ParamList values (latin1 byte strings). */
+export interface ScriptParams {
+  scriptName: string;
+  /** Still percent-encoded, as src/cgi takes it ('%' of the decoded path escaped). */
+  pathInfo: string;
+  scriptFilename: string;
+  documentRoot: string;
+  /** REDIRECT_STATUS, PATH_TRANSLATED (phpExtraParams()). */
+  extra: ParamList;
 }
 
 export type PresetDecision =
@@ -43,6 +56,14 @@ export interface PhpPreset {
 }
 
 const SCRIPT_SUFFIX = '.php';
+/**
+ * A script found to be a regular file inside the root is taken as one for
+ * this long without asking the file system again (php-cgi's own realpath
+ * cache keeps such answers for 120 s). Only whole-path scripts (no
+ * PATH_INFO) are kept, at most MAX_CACHED_SCRIPTS of them.
+ */
+const SCRIPT_CHECK_TTL_MS = 1000;
+const MAX_CACHED_SCRIPTS = 256;
 const FRONT_CONTROLLER = 'index.php';
 const DIRECTORY_INDEXES = ['index.php', 'index.html'] as const;
 /** O_NONBLOCK: opening a FIFO someone left in the root must not hang the gateway. */
@@ -60,10 +81,13 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 export function createPhpPreset(root: string): PhpPreset {
   const realRoot = realpathSync(root);
   if (!statSync(realRoot).isDirectory()) throw Object.assign(new Error(`--root ${root} is not a directory`), { code: 'ENOTDIR' });
-  return { root: realRoot, resolve: (target) => resolve(realRoot, target) };
+  const scripts: ScriptCache = new Map();
+  return { root: realRoot, resolve: (target) => resolve(realRoot, scripts, target) };
 }
 
-function resolve(root: string, target: string): PresetDecision {
+type ScriptCache = Map<string, { decision: PresetDecision; checkedAt: number }>;
+
+function resolve(root: string, scripts: ScriptCache, target: string): PresetDecision {
   const path = parseRequestPath(target);
   if (isRefusal(path)) return { kind: 'refused', status: path.refused, reason: path.reason };
   const { segments } = path;
@@ -74,14 +98,14 @@ function resolve(root: string, target: string): PresetDecision {
     const scriptName = joinSegments(segments.slice(0, at + 1));
     const rest = segments.slice(at + 1);
     const pathInfo = rest.length === 0 ? '' : joinSegments(rest) + (path.trailingSlash ? '/' : '');
-    return script(root, scriptName, pathInfo) ?? notFound('no such script');
+    return script(root, scripts, scriptName, pathInfo) ?? notFound('no such script');
   }
 
   const rel = joinSegments(segments);
   const found = openInside(root, under(root, rel));
   if (found === 'missing') {
     // Neither file nor directory: the front controller sees the original REQUEST_URI.
-    return script(root, '/' + FRONT_CONTROLLER, '') ?? notFound('no such file and no front controller');
+    return script(root, scripts, '/' + FRONT_CONTROLLER, '') ?? notFound('no such file and no front controller');
   }
   if (found === 'outside') return { kind: 'refused', status: 403, reason: 'symlink out of the root' };
   if (found.stat.isFile()) return { kind: 'static', file: found };
@@ -92,7 +116,7 @@ function resolve(root: string, target: string): PresetDecision {
   for (const index of DIRECTORY_INDEXES) {
     const name = (rel === '/' ? '' : rel) + '/' + index;
     if (index.endsWith(SCRIPT_SUFFIX)) {
-      const decision = script(root, name, '');
+      const decision = script(root, scripts, name, '');
       if (decision !== null) return decision;
       continue;
     }
@@ -104,10 +128,36 @@ function resolve(root: string, target: string): PresetDecision {
 }
 
 /** The script target when `scriptName` is a regular file inside the root (symlinks resolved), else null. */
-function script(root: string, scriptName: string, pathInfo: string): PresetDecision | null {
+function script(root: string, scripts: ScriptCache, scriptName: string, pathInfo: string): PresetDecision | null {
   const filename = under(root, scriptName);
-  if (!regularFileInside(root, filename)) return null;
-  return { kind: 'script', script: { scriptName, pathInfo, scriptFilename: filename, documentRoot: root } };
+  const now = Date.now();
+  if (pathInfo === '') {
+    const cached = scripts.get(filename);
+    if (cached !== undefined && now - cached.checkedAt < SCRIPT_CHECK_TTL_MS) return cached.decision;
+  }
+  if (!regularFileInside(root, filename)) {
+    scripts.delete(filename);
+    return null;
+  }
+  const decision: PresetDecision = { kind: 'script', script: scriptTarget(scriptName, pathInfo, filename, root) };
+  if (pathInfo === '') {
+    if (scripts.size >= MAX_CACHED_SCRIPTS) scripts.clear();
+    scripts.set(filename, { decision, checkedAt: now });
+  }
+  return decision;
+}
+
+function scriptTarget(scriptName: string, pathInfo: string, scriptFilename: string, documentRoot: string): ScriptTarget {
+  const plain = { scriptName, pathInfo, scriptFilename, documentRoot };
+  const params: ScriptParams = {
+    scriptName: asBytes(scriptName),
+    // pathInfo is taken as still percent-encoded: escape '%' so a decoded '%' is not decoded twice.
+    pathInfo: pathInfo === '' ? '' : asBytes(pathInfo).replaceAll('%', '%25'),
+    scriptFilename: asBytes(scriptFilename),
+    documentRoot: asBytes(documentRoot),
+    extra: phpExtraParams(plain),
+  };
+  return { ...plain, params };
 }
 
 /**
@@ -147,7 +197,7 @@ function regularFileInside(root: string, file: string): boolean {
  * The variables php-cgi expects beyond RFC 3875's, as nginx's fastcgi.conf
  * sends them. Values are byte strings (latin1), like every ParamList value.
  */
-export function phpExtraParams(script: ScriptTarget): ParamList {
+export function phpExtraParams(script: Pick<ScriptTarget, 'pathInfo' | 'documentRoot'>): ParamList {
   // php-cgi built with --enable-force-cgi-redirect refuses to run without it.
   const extra: ParamList = [['REDIRECT_STATUS', '200']];
   if (script.pathInfo !== '') extra.push(['PATH_TRANSLATED', asBytes(script.documentRoot + script.pathInfo)]);
