@@ -4,7 +4,7 @@
  * carries: method, url, HTTP version, header lines, and the addresses its
  * socket would report. One pass over the params, no per-request regexes.
  */
-import { latin1 } from '../fastcgi/codec.js';
+import { latin1 } from '../latin1.js';
 import type { ParamList } from '../fastcgi/contract.js';
 
 export interface RequestHead {

@@ -18,6 +18,7 @@ import {
 } from './constants.js';
 import type { ParamList } from './contract.js';
 import { FastCgiProtocolError, badVersion } from './errors.js';
+import { latin1 } from '../latin1.js';
 
 export { RecordParser } from './record-parser.js';
 
@@ -220,14 +221,6 @@ export function checkPairs(buf: Uint8Array): void {
     if (vl > end - off) throw truncated(off, 'value');
     off += vl;
   }
-}
-
-/** Buffer#latin1Slice where Node has it (all supported versions do): toString('latin1') without its argument handling. */
-const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string }).latin1Slice;
-
-/** The bytes [start, end) of `b` as a latin1 string. */
-export function latin1(b: Buffer, start: number, end: number): string {
-  return latin1Slice !== undefined ? latin1Slice.call(b, start, end) : b.toString('latin1', start, end);
 }
 
 function truncated(off: number, what: string): FastCgiProtocolError {

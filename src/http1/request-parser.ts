@@ -29,6 +29,7 @@
  * same way and also kills the parser.
  */
 import { Http1ParseError, type Http1ParseErrorCode } from './errors.js';
+import { latin1 } from '../latin1.js';
 
 /** What `onHead` receives. Strings are latin1 (one char per byte). */
 export interface RequestHead {
@@ -103,10 +104,6 @@ for (let c = 0x20; c <= 0xff; c++) if (c !== 0x7f) VALUE_OK[c] = 1;
 const HEX = new Uint8Array(256);
 for (let i = 0; i < 16; i++) HEX['0123456789abcdef'.charCodeAt(i)] = i + 1;
 for (let i = 10; i < 16; i++) HEX['ABCDEF'.charCodeAt(i - 10)] = i + 1;
-
-const latin1SliceFn = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string }).latin1Slice;
-const latin1 = (b: Buffer, start: number, end: number): string =>
-  latin1SliceFn !== undefined ? latin1SliceFn.call(b, start, end) : b.toString('latin1', start, end);
 
 /** Case-insensitive compare of str[s..] with a lowercase literal (letters and '-' only; see the note at the call). */
 function eqLower(str: string, s: number, lit: string): boolean {

@@ -34,6 +34,7 @@ import { Http1ParseError } from './errors.js';
 import { RequestParser, type RequestHead, type RequestParserHandler } from './request-parser.js';
 import { CHUNK_END, chunkHeader, encodeResponseHead, httpDate, LAST_CHUNK, responseFraming, type BodyFraming } from './response-head.js';
 import { GatehouseError } from '../errors.js';
+import { latin1 } from '../latin1.js';
 
 export interface Http1ServerOptions {
   /** Request line + header section, in bytes (431 beyond). Default 16 KiB. */
@@ -137,9 +138,6 @@ const SMALL_WRITE = 16 * 1024;
 /** Queued output beyond this is written at once. */
 const OUT_HIGH_WATER = 64 * 1024;
 
-const latin1SliceFn = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string }).latin1Slice;
-/** A Buffer as a latin1 string (one char per byte), without toString()'s argument checks. */
-const latin1 = (b: Buffer): string => (latin1SliceFn !== undefined ? latin1SliceFn.call(b, 0, b.length) : b.toString('latin1'));
 
 /** One request and its response. */
 export class Exchange {
