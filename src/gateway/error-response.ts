@@ -6,7 +6,7 @@
  * the log line that carries the cause chain (errno codes, a child's exit
  * status) the client must not see.
  */
-import { STATUS_CODES } from 'node:http';
+import { statusBody } from '../http1/response-head.js';
 import type { Exchange } from '../http1/server.js';
 import { BackendError } from '../backend/contract.js';
 import { statusForBackendError } from '../backend/errors.js';
@@ -50,7 +50,7 @@ export function sendError(ex: Exchange, status: number, options: ErrorReplyOptio
     ex.destroy();
     return;
   }
-  const body = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
+  const body = statusBody(status);
   const headers = ['Content-Type', 'text/plain; charset=utf-8', 'Cache-Control', 'no-store'];
   if (options.headers !== undefined) for (const [name, value] of Object.entries(options.headers)) headers.push(name, value);
   if (status === 503 && options.retryAfter !== undefined) headers.push('Retry-After', String(options.retryAfter));

@@ -122,6 +122,11 @@ export function encodeResponseHead(
   return head + '\r\n';
 }
 
+/** The one-line plain-text body of an error answered by the server or gateway itself: `404 Not Found\n`. */
+export function statusBody(status: number): string {
+  return `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
+}
+
 /** The line before a chunk of `size` bytes (size > 0: a 0 would end the body). */
 export function chunkHeader(size: number): string {
   if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`http1: a chunk must have 1 or more bytes, not ${size}`);

@@ -28,11 +28,10 @@
  *   nginx and node:http do): nobody would read the answer.
  */
 import net, { type Socket } from 'node:net';
-import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import { Http1ParseError } from './errors.js';
 import { RequestParser, type RequestHead, type RequestParserHandler } from './request-parser.js';
-import { CHUNK_END, chunkHeader, encodeResponseHead, httpDate, LAST_CHUNK, responseFraming, type BodyFraming } from './response-head.js';
+import { CHUNK_END, chunkHeader, encodeResponseHead, httpDate, LAST_CHUNK, responseFraming, statusBody, type BodyFraming } from './response-head.js';
 import { GatehouseError } from '../errors.js';
 import { latin1 } from '../latin1.js';
 
@@ -133,6 +132,7 @@ export class Http1Server extends net.Server {
 }
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+const PLAIN = ['Content-Type', 'text/plain; charset=utf-8'];
 /** Body pieces up to this size are copied into the queued output; larger ones are written as they are. */
 const SMALL_WRITE = 16 * 1024;
 /** Queued output beyond this is written at once. */
@@ -564,12 +564,9 @@ class Connection implements RequestParserHandler {
     this.closeAfter = true;
     this.parser.pause();
     socket.pause();
-    const body = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-        `Content-Length: ${body.length}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,
-      'latin1',
-    );
+    const body = statusBody(status);
+    const head = encodeResponseHead(status, undefined, PLAIN, { body: 'length', keepAlive: false }, body.length, httpDate());
+    socket.write(head + body, 'latin1');
     this.server.emit('badRequest', status, socket, body.length, cause);
     this.#closeGracefully();
   }
