@@ -197,7 +197,7 @@ function regularFileInside(root: string, file: string): boolean {
  * The variables php-cgi expects beyond RFC 3875's, as nginx's fastcgi.conf
  * sends them. Values are byte strings (latin1), like every ParamList value.
  */
-export function phpExtraParams(script: Pick<ScriptTarget, 'pathInfo' | 'documentRoot'>): ParamList {
+function phpExtraParams(script: Pick<ScriptTarget, 'pathInfo' | 'documentRoot'>): ParamList {
   // php-cgi built with --enable-force-cgi-redirect refuses to run without it.
   const extra: ParamList = [['REDIRECT_STATUS', '200']];
   if (script.pathInfo !== '') extra.push(['PATH_TRANSLATED', asBytes(script.documentRoot + script.pathInfo)]);
@@ -205,7 +205,7 @@ export function phpExtraParams(script: Pick<ScriptTarget, 'pathInfo' | 'document
 }
 
 /** A JS string as the latin1 string of its UTF-8 bytes (how ParamList carries bytes). */
-export function asBytes(s: string): string {
+function asBytes(s: string): string {
   return /^[\x00-\x7f]*$/.test(s) ? s : Buffer.from(s, 'utf8').toString('latin1');
 }
 

@@ -627,4 +627,3 @@ function abortBody(body: RequestBody | null, err: Error): void {
   body.destroy(body.listenerCount('error') > 0 ? err : undefined);
 }
 
-export type { Connection as Http1Connection };
