@@ -1137,6 +1137,70 @@ test('closeIdleConnections closes idle keep-alive connections but not busy ones'
   assert.equal(busy.closed, false);
 });
 
+// ---------------------------------------------------------------- end-of-turn output
+
+test('output of one turn: responses ended in the same turn on different connections are written together, after the turn', async (t) => {
+  const parked: Exchange[] = [];
+  const both = deferred<void>();
+  const s = await serve(t, (ex) => {
+    parked.push(ex);
+    if (parked.length === 2) both.resolve();
+  });
+  const a = await Raw.open(t, s.port);
+  const b = await Raw.open(t, s.port);
+  a.write(req('GET', '/a'));
+  b.write(req('GET', '/b'));
+  await within(both.promise, 5000, 'two requests');
+  for (const ex of parked) send(ex, 200, `body of ${ex.url}`);
+  // Handed to the sockets only at the end of the turn, both in the same immediate.
+  assert.deepEqual(parked.map((ex) => ex.socket.bytesWritten), [0, 0], 'nothing written inside the turn');
+  await new Promise((r) => setImmediate(r));
+  assert.ok(parked.every((ex) => ex.socket.bytesWritten > 0), 'both written by the end-of-turn flush');
+  assert.equal(finals(await a.until(hasFinals(1), 'response a'))[0]!.body.toString(), 'body of /a');
+  assert.equal(finals(await b.until(hasFinals(1), 'response b'))[0]!.body.toString(), 'body of /b');
+});
+
+test('output order: a queued response goes out before the 100 Continue of the pipelined request after it', async (t) => {
+  const s = await serve(t, async (ex) => {
+    if (ex.body === null) return send(ex, 200, 'first');
+    const body = await readAll(ex.body);
+    send(ex, 200, `got ${body.toString()}`);
+  });
+  const c = await Raw.open(t, s.port);
+  // One write: the first response is still queued when the second request asks for 100 Continue.
+  c.write(req('GET', '/1') + req('POST', '/2', ['Content-Length: 5', 'Expect: 100-continue']));
+  await c.until((d) => d.includes('100 Continue'), '100 Continue');
+  c.write('hello');
+  const rs = parseResponses(await c.until(hasFinals(2), 'two final responses'), ['GET', 'POST']);
+  assert.deepEqual(
+    rs.map((r) => [r.status, r.body.toString()]),
+    [
+      [200, 'first'],
+      [100, ''],
+      [200, 'got hello'],
+    ],
+  );
+});
+
+test('a response ended just before closeIdleConnections() or closeAllConnections() still reaches its client', async (t) => {
+  const s = await serve(t, (ex) => {
+    send(ex, 200, `done ${ex.url}`);
+    // Same turn as end() (a microtask: once the parser has seen the request's end, the connection is idle): the response is still queued.
+    queueMicrotask(() => {
+      if (ex.url === '/idle') s.server.closeIdleConnections();
+      else s.server.closeAllConnections();
+    });
+  });
+  const idle = await Raw.open(t, s.port);
+  idle.write(req('GET', '/idle'));
+  const [r1] = finals(await idle.untilClosed(), ['GET'], true);
+  assert.equal(r1?.body.toString(), 'done /idle');
+  const cut = await Raw.open(t, s.port);
+  cut.write(req('GET', '/all'));
+  const [r2] = finals(await cut.untilClosed(), ['GET'], true);
+  assert.equal(r2?.body.toString(), 'done /all');
+});
+
 // ---------------------------------------------------------------- write backpressure
 
 test('write backpressure: write() returns false to a client that does not read; ondrain fires once it reads; every byte arrives', async (t) => {
