@@ -23,7 +23,7 @@ import { InboundGate } from './inbound.js';
 import { RecordOutput } from './outbound.js';
 import { RecordParser } from './record-parser.js';
 import { ClientRequest, type ClientRequestHost } from './client-request.js';
-import { ClientExchange, encodeRequestHead, type ClientRecordTarget, type ExchangeHost, type ExchangeSink } from './client-exchange.js';
+import { ClientExchange, encodeRequestHead, requestHeadText, type ClientRecordTarget, type ExchangeHost, type ExchangeSink } from './client-exchange.js';
 
 export interface FcgiClientRequestOptions {
   /** Default RESPONDER. */
@@ -143,11 +143,14 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
     const id = this.#allocateId();
     if (id === null) return new FastCgiConnectionError('ERR_FCGI_NO_REQUEST_ID', `all ${FCGI_MAX_REQUEST_ID} request ids are in flight`);
     // Encoded before the id is taken, so an encoding error leaks nothing.
-    const head = encodeRequestHead(id, roleNumber('RESPONDER'), keepConn, params, endStdin);
+    const role = roleNumber('RESPONDER');
+    const text = requestHeadText(id, role, keepConn, params, endStdin);
+    const head = text ?? encodeRequestHead(id, role, keepConn, params, endStdin);
     const ex = new ClientExchange(this, { out: this.#out, gate: this.#gate, highWaterMark: this.#highWaterMark }, id, sink);
     if (!keepConn) this.#reusable = false;
     this.#requests.set(id, ex);
-    this.#out.write(head);
+    if (typeof head === 'string') this.#out.writeLatin1(head);
+    else this.#out.write(head);
     return ex;
   }
 

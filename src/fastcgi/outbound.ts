@@ -125,6 +125,13 @@ export class RecordOutput {
     return this.#afterAdd();
   }
 
+  /** write() for records encoded as a latin1 string (one char per byte): handed to the socket as it is, without a Buffer in between. */
+  writeLatin1(records: string): boolean {
+    if (this.closed) return true;
+    if (!this.#gather) return this.#socket.write(records, 'latin1');
+    return this.write(Buffer.from(records, 'latin1'));
+  }
+
   /**
    * Writes `data` as records of one type and request, split at 65535 bytes
    * (nothing for empty data: an empty record would end the stream). Strings
