@@ -17,7 +17,7 @@
  * batch leave back to back, so a client process woken by the first finds the
  * others waiting rather than being woken again for each (on the benchmark
  * machine that is ~3 µs of the gateway's CPU and ~6 µs of the machine's per
- * request: docs/gateway.md, "Benchmark"). Large body pieces, 100 Continue
+ * request: docs/gateway.md, "The HTTP/1.1 server"). Large body pieces, 100 Continue
  * and last responses go out at once, after what was queued before them.
  *
  * Connection rules, as node:http and nginx keep them:
