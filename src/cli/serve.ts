@@ -9,7 +9,9 @@
  * mixed with -N). With --workers N this process runs the backend and N
  * gateway workers (serve-worker.ts) on one HTTP listening socket.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import type { BackendOptions, BackendProtocol } from '../backend/contract.js';
 import { createBackend, GatehouseBackend } from '../backend/create-backend.js';
@@ -27,7 +29,8 @@ export const SERVE_USAGE = `usage: gatehouse serve [--listen [HOST:]PORT] [--scg
                        [-u UNIXPATH] [-t [HOST:]PORT] [-n N] [--root DIR] [--timeout S]
                        [--max-conns N] [--keepalive-timeout S] [--status-path P]
                        [--workers N] [--access-log PATH|-] [--max-body-size SIZE]
-                       [--trust-proxy ADDR[,ADDR...]] [--] [PROGRAM [ARGS...]]
+                       [--trust-proxy ADDR[,ADDR...]] [--tls-cert FILE --tls-key FILE]
+                       [--] [PROGRAM [ARGS...]]
 
 An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
 
@@ -53,7 +56,8 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
                         with --workers, each worker answers with its own counters
   --workers N           run the gateway as N processes accepting on one listening
                         socket, to use N cores (default 1); --max-conns is split
-                        among them, so it must be at least N
+                        among them, so it must be at least N; SIGHUP replaces
+                        them with new ones (the old finish in-flight requests)
   --access-log PATH|-   one line per response in nginx's "combined" format, appended
                         to PATH (SIGUSR1 reopens it, for logrotate) or - for stdout;
                         a client that left early is logged as 499 (default: none)
@@ -63,6 +67,11 @@ An HTTP/1.1 gateway in front of a FastCGI (default) or SCGI application.
                         REMOTE_ADDR (and the access log's address) from the last
                         X-Forwarded-For / Forwarded entry when the peer is one of
                         these proxies: addresses or CIDR ranges (default: never)
+  --tls-cert FILE, --tls-key FILE
+                        serve HTTPS with this PEM certificate (chain) and key; the
+                        application sees HTTPS=on. SIGHUP reads both again for new
+                        connections (a renewed certificate); with --workers it
+                        replaces the workers, which finish in-flight requests
   -h, --help            print this help
 
 Modes, as callscgi: an address only → connect to a running application;
@@ -97,6 +106,9 @@ export interface ServeFlags extends BackendFlags {
   maxBodySize: number | undefined;
   /** --trust-proxy: peer addresses whose X-Forwarded-For/Forwarded is believed. */
   trustProxy: string[] | undefined;
+  /** --tls-cert / --tls-key: PEM files; both or neither. */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
   program: string[];
 }
 
@@ -107,7 +119,7 @@ export type ServeParse = { kind: 'run'; options: ServeFlags } | { kind: 'help' }
 
 const OPTION_SPEC: OptionSpec = {
   short: BACKEND_SHORT_FLAGS,
-  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout', '--workers', '--access-log', '--max-body-size', '--trust-proxy']),
+  long: new Set(['--listen', '--root', '--timeout', '--status-path', '--max-conns', '--keepalive-timeout', '--workers', '--access-log', '--max-body-size', '--trust-proxy', '--tls-cert', '--tls-key']),
   longFlags: new Set(['--fastcgi', '--scgi']),
 };
 
@@ -135,6 +147,8 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
     accessLog: undefined,
     maxBodySize: undefined,
     trustProxy: undefined,
+    tlsCert: undefined,
+    tlsKey: undefined,
     program: parsed.program,
   };
   try {
@@ -145,6 +159,7 @@ export function parseServeArgs(argv: readonly string[]): ServeParse {
   } catch (err) {
     return { kind: 'error', message: (err as Error).message };
   }
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) return { kind: 'error', message: '--tls-cert and --tls-key go together' };
   if (o.program.length === 0 && o.address === undefined) {
     if (o.root === undefined) return { kind: 'error', message: 'need an address (-i, -u or -t) or a PROGRAM to start' };
     o.program = PHP_PROGRAM;
@@ -198,6 +213,12 @@ function applyLong(o: ServeFlags, name: string, value: string): void {
       return;
     case '--trust-proxy':
       o.trustProxy = [...(o.trustProxy ?? []), ...value.split(',').map((a) => proxyAddress(name, a.trim()))];
+      return;
+    case '--tls-cert':
+    case '--tls-key':
+      if (value === '') throw new SyntaxError(`${name} needs a PEM file`);
+      if (name === '--tls-cert') o.tlsCert = value;
+      else o.tlsKey = value;
       return;
   }
 }
@@ -299,6 +320,13 @@ async function setUp(
   pooled: boolean,
   accessLog?: AccessLogFile,
 ): Promise<{ backend: GatehouseBackend; gateway: Gateway } | number> {
+  let secureContext: SecureContext | undefined;
+  try {
+    secureContext = loadTls(o);
+  } catch (err) {
+    log(describeCause(err));
+    return 1;
+  }
   const backendOptions = backendOptionsOf(o, pooled);
   let backend: GatehouseBackend;
   try {
@@ -320,6 +348,7 @@ async function setUp(
       ...(o.maxBodySize !== undefined && { maxBodySize: o.maxBodySize || Number.MAX_SAFE_INTEGER, maxBodySpool: o.maxBodySize || Number.MAX_SAFE_INTEGER }),
       ...(o.trustProxy !== undefined && { trustProxy: o.trustProxy }),
       ...(accessLog !== undefined && { accessLog: accessLog.write }),
+      ...(secureContext !== undefined && { secureContext }),
       backendState: () => backendState(backend),
     });
     return { backend, gateway };
@@ -328,6 +357,36 @@ async function setUp(
     await backend.close();
     return 1;
   }
+}
+
+/** The --tls-cert/--tls-key context, undefined without them; throws an Error naming the files and the cause. */
+function loadTls(o: WorkerFlags): SecureContext | undefined {
+  if (o.tlsCert === undefined || o.tlsKey === undefined) return undefined;
+  try {
+    return createSecureContext({ cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) });
+  } catch (err) {
+    throw new Error(`cannot use --tls-cert ${o.tlsCert} --tls-key ${o.tlsKey}: ${describeCause(err)}`, { cause: err });
+  }
+}
+
+/**
+ * SIGHUP with TLS: the certificate and key are read again and used for new
+ * connections (nginx's reload, for a renewed certificate); a pair that does
+ * not load is logged and the old one kept. Without TLS, HUP keeps Node's
+ * default (exit), as before. Returns the remover.
+ */
+function reloadTlsOnHup(o: WorkerFlags, gateway: Gateway, log: (line: string) => void): () => void {
+  if (o.tlsCert === undefined) return () => {};
+  const reload = (): void => {
+    try {
+      gateway.setSecureContext(loadTls(o)!);
+      log(`SIGHUP: TLS certificate ${o.tlsCert} loaded again, for new connections`);
+    } catch (err) {
+      log(`SIGHUP: ${describeCause(err)}; keeping the certificate loaded before`);
+    }
+  };
+  process.on('SIGHUP', reload);
+  return () => process.off('SIGHUP', reload);
 }
 
 /** backend.close() within BACKEND_CLOSE_GRACE_MS; false (logged) if it did not finish. */
@@ -366,12 +425,14 @@ async function serveGateway(o: WorkerFlags, log: (line: string) => void, where: 
   // Node's default for USR1 is to open its inspector, which a stray signal must never do.
   const reopen = (): void => accessLog?.reopen();
   process.on('SIGUSR1', reopen);
+  const stopTlsReload = reloadTlsOnHup(o, gateway, log);
   let url: string;
   try {
     url = await gateway.listen(where);
   } catch (err) {
     signals.dispose();
     process.off('SIGUSR1', reopen);
+    stopTlsReload();
     log(`cannot listen on ${'fd' in where ? `fd ${where.fd}` : `${where.host}:${where.port}`}: ${describeCause(err)}`);
     await backend.close();
     await accessLog?.close();
@@ -388,6 +449,7 @@ async function serveGateway(o: WorkerFlags, log: (line: string) => void, where: 
   // The last lines are out before the backend's (bounded) stop.
   await accessLog?.close();
   process.off('SIGUSR1', reopen);
+  stopTlsReload();
   const closed = await closeBackend(backend, log);
   signals.dispose();
   return closed ? 0 : 1;
@@ -433,6 +495,8 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
   }
   const shares = o.maxConns === undefined ? undefined : splitMaxConns(o.maxConns, o.workers);
   const indexOf = new Map<number, number>(); // worker pid → its share of --max-conns
+  // Workers TERMed by a reload: their replacements take over their shares while they finish.
+  const retiring = new Set<number>();
   let spawning = 0;
   let workerFlags: WorkerFlags | undefined;
   let startFailure: unknown;
@@ -454,18 +518,21 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
           startFailure = err;
           throw err;
         }
-        log(`listening on ${httpUrl(o.listen.host, pm.port ?? o.listen.port)} (${o.protocol}, ${describeBackend(backend.mode, o)}, ${o.workers} workers)`);
+        log(`listening on ${httpUrl(o.listen.host, pm.port ?? o.listen.port, o.tlsCert !== undefined)} (${o.protocol}, ${describeBackend(backend.mode, o)}, ${o.workers} workers)`);
         ready();
       },
       beforeSpawn: (plan) => {
-        const taken = new Set(indexOf.values());
+        const taken = new Set([...indexOf].filter(([pid]) => !retiring.has(pid)).map(([, share]) => share));
         spawning = 0;
         while (taken.has(spawning)) spawning++;
         plan.args.push(JSON.stringify({ ...workerFlags, ...(shares !== undefined && { maxConns: shares[spawning] }) }));
       },
       afterSpawn: (worker) => indexOf.set(worker.pid, spawning),
       notify: (line, event) => {
-        if (event.type === 'exited') indexOf.delete(event.pid);
+        if (event.type === 'exited') {
+          indexOf.delete(event.pid);
+          retiring.delete(event.pid);
+        }
         // Where it listens is said once, in our own line; the rest (started, exited, signals) is worth a log line.
         if (event.type !== 'listening' && event.type !== 'initialized') log(`workers: ${line.replace(/^FastCGI: manager \(pid \d+\): /, '')}`);
       },
@@ -483,12 +550,28 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
   };
   // Also without a log: not Node's default (opening the inspector).
   process.on('SIGUSR1', reopen);
+  // HUP: new workers replace the running ones, which finish their in-flight requests (the pool
+  // manager's HUP; the listening socket stays open here, so nothing is refused meanwhile). The new
+  // ones read the --tls-cert files again: checked first, so a broken pair keeps the old workers.
+  const reload = (): void => {
+    try {
+      loadTls(o);
+    } catch (err) {
+      log(`SIGHUP: ${describeCause(err)}; the workers keep running with the certificate loaded before`);
+      return;
+    }
+    log('SIGHUP: replacing the workers (the old ones finish their in-flight requests)');
+    for (const pid of indexOf.keys()) retiring.add(pid);
+    manager.signal('SIGHUP');
+  };
+  process.on('SIGHUP', reload);
   const running = manager.run();
   try {
     await Promise.race([initialized, running]);
   } catch (err) {
     signals.dispose();
     process.off('SIGUSR1', reopen);
+    process.off('SIGHUP', reload);
     if (startFailure !== undefined) log(`backend start failed: ${describeCause(err)}`);
     else log(`cannot listen on ${o.listen.host}:${o.listen.port}: ${describeCause(err)}`);
     await closeBackend(backend, log);
@@ -499,6 +582,7 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
   manager.signal('SIGTERM');
   const code = await running;
   process.off('SIGUSR1', reopen);
+  process.off('SIGHUP', reload);
   const closed = await closeBackend(backend, log);
   signals.dispose();
   return code === 0 && closed ? 0 : 1;
@@ -523,8 +607,8 @@ async function startForWorkers(o: ServeFlags, backend: GatehouseBackend, log: (l
   return { ...flags, address: { kind: 'unix', path }, program: [], retries: 0 };
 }
 
-function httpUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+function httpUrl(host: string, port: number, tls: boolean): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
 function backendState(backend: Backend): Record<string, unknown> {

@@ -436,7 +436,7 @@ function buildParams(ex: Exchange, options: ResolvedGatewayOptions, contentLengt
     remotePort: socket.remotePort ?? 0,
     localAddress: socket.localAddress ?? '',
     localPort: socket.localPort ?? 0,
-    https: false,
+    https: ex.encrypted,
     scriptName: undefined,
     pathInfo: undefined,
     scriptFilename: undefined,

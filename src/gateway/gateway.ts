@@ -8,6 +8,7 @@
  * The per-request work lives in forward.ts and static.ts.
  */
 import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import { Http1Server, type Exchange } from '../http1/server.js';
 import { combinedLine } from './access-log.js';
 import { BackendSlots } from './backend-slots.js';
@@ -34,6 +35,8 @@ export interface Gateway {
    * Does not close the backend.
    */
   close(): Promise<void>;
+  /** HTTPS only: connections from now on present this context's certificate (a renewed one); open ones keep theirs. */
+  setSecureContext(context: SecureContext): void;
 }
 
 export function createGateway(gatewayOptions: GatewayOptions): Gateway {
@@ -54,7 +57,7 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
   // A deadline fires up to an eighth of backendTimeout late (at most 1 s).
   const deadlines = new Deadlines(options.backendTimeout, Math.max(5, Math.min(1000, Math.floor(options.backendTimeout / 8))));
   const ctx: ForwardContext = { options, stats, slots, call: callerFor(options.backend), internalError, failures, deadlines };
-  const server = new Http1Server({ maxHeaderBytes: options.maxHeaderSize, keepAliveTimeout: options.keepAliveTimeout });
+  const server = new Http1Server({ maxHeaderBytes: options.maxHeaderSize, keepAliveTimeout: options.keepAliveTimeout, secureContext: options.secureContext });
   let closing: Promise<void> | undefined;
   let drained: (() => void) | undefined;
   const accessLog = options.accessLog;
@@ -98,9 +101,12 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
           server.off('error', reject);
           // After startup, an accept() failure (EMFILE) is logged, not fatal.
           server.on('error', (err) => options.log(`server error: ${describeCause(err)}`));
-          resolve(urlOf(server.address()));
+          resolve(urlOf(server.address(), server.encrypted));
         });
       });
+    },
+    setSecureContext(context) {
+      server.setSecureContext(context);
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
@@ -167,11 +173,11 @@ function logResponse(accessLog: (line: string) => void, trust: TrustProxy, ex: E
   accessLog(combinedLine(addr, ex, status, ex.bodyBytesSent));
 }
 
-function urlOf(address: AddressInfo | string | null): string {
+function urlOf(address: AddressInfo | string | null, encrypted: boolean): string {
   if (address === null) return '';
   if (typeof address === 'string') return address;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}/`;
+  return `${encrypted ? 'https' : 'http'}://${host}:${address.port}/`;
 }
 
 /** The backend's FastCGI connection pool, when it is ours (GatehouseBackend). */

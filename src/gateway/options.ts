@@ -4,6 +4,7 @@
  * bounded bodies, headers, waits and shutdown. Every limit is an option.
  */
 import { tmpdir } from 'node:os';
+import type { SecureContext } from 'node:tls';
 import type { Backend } from '../backend/contract.js';
 import type { TrustProxy } from './client-address.js';
 
@@ -55,9 +56,11 @@ export interface GatewayOptions {
   accessLog?: (line: string) => void;
   /** One line per failure (cause included). Default: stderr, prefixed `gatehouse: `. */
   log?: (line: string) => void;
+  /** Serve HTTPS with this context (tls.createSecureContext({ cert, key })); the application sees HTTPS=on. Default: plain HTTP. */
+  secureContext?: SecureContext;
 }
 
-type Optional = 'root' | 'statusPath' | 'backendState' | 'maxConns' | 'accessLog';
+type Optional = 'root' | 'statusPath' | 'backendState' | 'maxConns' | 'accessLog' | 'secureContext';
 export type ResolvedGatewayOptions = Required<Omit<GatewayOptions, Optional>> & Pick<GatewayOptions, Optional>;
 
 const MiB = 1024 * 1024;

@@ -36,6 +36,7 @@
  *   nginx and node:http do): nobody would read the answer.
  */
 import net, { type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { Readable } from 'node:stream';
 import { Http1ParseError } from './errors.js';
 import { RequestParser, type RequestHead, type RequestParserHandler } from './request-parser.js';
@@ -61,6 +62,12 @@ export interface Http1ServerOptions {
   sendTimeout?: number;
   /** Request body bytes buffered before the socket stops being read. Default 64 KiB. */
   bodyHighWaterMark?: number;
+  /**
+   * Serve HTTPS: each accepted connection is wrapped in a server-side TLS
+   * socket with this context (ALPN offers http/1.1 only). Replaceable while
+   * serving (setSecureContext): new connections get the new one.
+   */
+  secureContext?: SecureContext;
 }
 
 export type Http1ServerErrorCode = 'ERR_HTTP1_HEADERS_TIMEOUT' | 'ERR_HTTP1_REQUEST_TIMEOUT' | 'ERR_HTTP1_ABORTED';
@@ -85,6 +92,7 @@ export class Http1Server extends net.Server {
   closing = false;
   readonly #connections = new Set<Connection>();
   #sweep: NodeJS.Timeout | undefined;
+  #secureContext: SecureContext | undefined;
 
   constructor(options: Http1ServerOptions = {}) {
     // allowHalfOpen: a client's FIN is ours to decide on (#onEnd), not net's automatic end() of our side.
@@ -95,7 +103,14 @@ export class Http1Server extends net.Server {
     this.sendTimeout = options.sendTimeout ?? 60_000;
     this.bodyHighWaterMark = options.bodyHighWaterMark ?? 64 * 1024;
     this.parserOptions = { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100 };
-    this.on('connection', (socket: Socket) => this.#connections.add(new Connection(this, socket)));
+    this.#secureContext = options.secureContext;
+    this.on('connection', (raw: Socket) => {
+      const context = this.#secureContext;
+      // TLS as tls.Server does it, on our own net.Server (so listen, fd handover and close stay one
+      // code path). A handshake that never ends is an idle connection: keepAliveTimeout closes it.
+      const socket = context === undefined ? raw : new TLSSocket(raw, { isServer: true, secureContext: context, ALPNProtocols: ['http/1.1'] });
+      this.#connections.add(new Connection(this, socket));
+    });
     this.on('listening', () => {
       const shortest = Math.min(this.keepAliveTimeout, this.headersTimeout, this.requestTimeout, this.sendTimeout);
       const period = Math.max(20, Math.min(1000, Math.floor(shortest / 4)));
@@ -105,6 +120,17 @@ export class Http1Server extends net.Server {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     });
+  }
+
+  /** Whether connections are TLS (the secureContext option). */
+  get encrypted(): boolean {
+    return this.#secureContext !== undefined;
+  }
+
+  /** Connections accepted from now on use `context` (a renewed certificate); open ones keep theirs. Only for a server made with a secureContext. */
+  setSecureContext(context: SecureContext): void {
+    if (this.#secureContext === undefined) throw new Error('http1: setSecureContext() on a server without TLS');
+    this.#secureContext = context;
   }
 
   /** Open connections (for tests and the status page). */
@@ -219,6 +245,11 @@ export class Exchange {
 
   get remoteAddress(): string {
     return this.conn.remoteAddress;
+  }
+
+  /** The request came over TLS. */
+  get encrypted(): boolean {
+    return this.socket instanceof TLSSocket;
   }
 
   /** The first value of a header (`lower`: its lowercase name), else undefined. */

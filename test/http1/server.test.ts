@@ -11,7 +11,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
 import { once } from 'node:events';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import { Http1Server, Http1ServerError, type Exchange, type Http1ServerOptions } from '../../src/http1/server.js';
 import { Http1ParseError, Http1ResponseError } from '../../src/http1/errors.js';
@@ -1308,4 +1312,60 @@ test('curl: chunked upload and HTTP/1.0 request', async (t) => {
   assert.match(old.stdout, /^HTTP\/1\.1 200 OK\r\n/);
   assert.match(old.stdout, /\r\nConnection: close\r\n/);
   assert.ok(old.stdout.endsWith(`\r\n\r\n1.0 false 0 ${sha(Buffer.alloc(0))}`));
+});
+
+// ---------------------------------------------------------------- TLS
+
+test('TLS (secureContext): requests over one kept-alive TLS connection, ex.encrypted true; setSecureContext() changes the certificate of new connections only', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-http1-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pair = (name: string): { cert: Buffer; key: Buffer } => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
+  };
+  const a = pair('a');
+  const b = pair('b');
+  const s = await serve(t, (ex) => send(ex, 200, `encrypted=${ex.encrypted}`), { secureContext: tls.createSecureContext(a) });
+  assert.equal(s.server.encrypted, true);
+  const connect = (): Promise<tls.TLSSocket> =>
+    within(
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const c = tls.connect({ host: '127.0.0.1', port: s.port, rejectUnauthorized: false }, () => resolve(c));
+        c.on('error', reject);
+        t.after(() => c.destroy());
+      }),
+      5000,
+      'TLS handshake',
+    );
+  const subject = (c: tls.TLSSocket): string => String(c.getPeerCertificate().subject.CN);
+  const first = await connect();
+  assert.equal(subject(first), 'a');
+  assert.equal(first.alpnProtocol, false, 'no ALPN asked, none chosen');
+  const got: Buffer[] = [];
+  first.on('data', (d: Buffer) => got.push(d));
+  first.write(req('GET', '/1') + req('GET', '/2'));
+  const rs = finals(await within(
+    new Promise<Buffer>((resolve) => {
+      const check = (): void => {
+        const all = Buffer.concat(got);
+        if (hasFinals(2)(all)) resolve(all);
+        else first.once('data', check);
+      };
+      check();
+    }),
+    5000,
+    'two responses over TLS',
+  ));
+  assert.deepEqual(rs.map((r) => r.body.toString()), ['encrypted=true', 'encrypted=true']);
+  assert.equal(new Set(s.exchanges.map((ex) => ex.socket)).size, 1, 'one kept-alive connection');
+  s.server.setSecureContext(tls.createSecureContext(b));
+  assert.equal(subject(await connect()), 'b');
+  assert.equal(first.destroyed, false, 'the open connection is left alone');
+  // A plain server has no context to replace.
+  const plain = await serve(t, (ex) => send(ex, 200, `encrypted=${ex.encrypted}`));
+  assert.equal(plain.server.encrypted, false);
+  assert.throws(() => plain.server.setSecureContext(tls.createSecureContext(a)), /without TLS/);
+  const c = await Raw.open(t, plain.port);
+  c.write(req('GET', '/'));
+  assert.equal(finals(await c.until(hasFinals(1), 'plain response'))[0]!.body.toString(), 'encrypted=false');
 });
