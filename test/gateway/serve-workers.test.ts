@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { parseServeArgs, splitMaxConns } from '../../src/cli/serve.js';
 import { echoAcrossSignal, output, serve } from './serve-process.js';
 import { fixture, freePort, httpRequest, stopProcess, waitForExit, waitForPidGone } from '../helpers/peers.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const STATUS = '/gatehouse-status';
 
@@ -165,6 +166,41 @@ describe('gatehouse serve --workers (CLI)', () => {
     assert.match(answer.body.toString(), /^slept 1500 ms/);
     assert.equal((await exited).code, 0);
     for (const pid of [...workers, app]) await waitForPidGone(pid, 5000);
+  });
+
+  it('SIGHUP replaces the workers: a request in flight completes, the new ones take the old ones\' --max-conns shares, the application stays', async () => {
+    const port = await freePort();
+    const c = track(serve(['--listen', String(port), '--workers', '2', '--max-conns', '3', '--status-path', STATUS, '--', 'node', 'dist/examples/hello.js']));
+    const o = output(c);
+    const old = await workerPids(o);
+    await o.waitFor(/listening on /);
+    const url = `http://127.0.0.1:${port}`;
+    const app = Number(/\(pid (\d+)\)/.exec((await httpRequest(`${url}/`)).body.toString())?.[1]);
+    const slow = httpRequest(`${url}/slow?ms=1500`);
+    await requestAtTheApplication(url);
+    const logged = o.stderr().length;
+    c.kill('SIGHUP');
+    await o.waitFor(/SIGHUP: replacing the workers/);
+    let fresh: number[] = [];
+    await waitUntil(
+      () => {
+        fresh = [...o.stderr().slice(logged).matchAll(/workers: server \(pid (\d+)\) started/g)].map((m) => Number(m[1]));
+        return fresh.length >= 2;
+      },
+      10_000,
+      'two new workers started',
+    );
+    assert.equal(fresh.filter((p) => old.includes(p)).length, 0);
+    const answer = await slow;
+    assert.equal(answer.status, 200, 'the request in flight at HUP completed');
+    for (const pid of old) await waitForPidGone(pid, 10_000);
+    const pages = await pagesOfEach(url, fresh);
+    assert.deepEqual([...pages.values()].map((p) => (p.backend as Record<string, unknown>)['max conns']).sort(), [1, 2]);
+    assert.equal(Number(/\(pid (\d+)\)/.exec((await httpRequest(`${url}/`)).body.toString())?.[1]), app, 'the same application serves');
+    assert.equal(c.exitCode, null);
+    const exited = waitForExit(c, 20_000);
+    c.kill('SIGTERM');
+    assert.equal((await exited).code, 0);
   });
 
   it('kill -9 of the primary takes the workers and the application along', async () => {
