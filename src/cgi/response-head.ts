@@ -6,6 +6,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import { CgiError } from './errors.js';
+import { latin1 } from '../latin1.js';
 
 /** Default bound on the head, blank line included (ashd uses the same 64 KiB). */
 export const DEFAULT_MAX_HEAD_BYTES = 64 * 1024;
@@ -32,8 +33,6 @@ export interface CgiResponseParserOptions {
   maxHeadBytes?: number;
 }
 
-const LF = 0x0a;
-const CR = 0x0d;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** field-value: HTAB, SP, VCHAR, obs-text; so no CR, LF, NUL or other controls. */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -44,6 +43,15 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  */
 const STATUS_LINE = /^HTTP\/[0-9]\.[0-9] ([0-9]{3})(?: (.*))?$/;
 const STATUS_VALUE = /^([0-9]{3})(?:[ \t]+(.*))?$/;
+
+/** line[from…] without leading and trailing spaces and tabs (optional whitespace around a field value). */
+function trimOws(line: string, from: number): string {
+  let start = from;
+  let end = line.length;
+  while (start < end && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
+  return line.slice(start, end);
+}
 
 function bad(detail: string): CgiError {
   return new CgiError('ERR_CGI_BAD_RESPONSE', detail);
@@ -67,7 +75,8 @@ function bad(detail: string): CgiError {
 export class CgiResponseParser {
   readonly #maxHeadBytes: number;
   #consumed = 0;
-  #partial: Buffer[] = [];
+  /** The start of a line that a later chunk completes (latin1). */
+  #partial = '';
   #lineCount = 0;
   #status: { code: number; text: string } | undefined;
   #headers: Array<[string, string]> = [];
@@ -79,14 +88,15 @@ export class CgiResponseParser {
 
   push(chunk: Uint8Array): CgiResponseHead | null {
     if (this.#done) throw new Error('cgi: CgiResponseParser.push() after the head was complete');
-    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
-    // Only the bytes that still fit in the limit may belong to the head.
-    const window = bytes.subarray(0, Math.max(0, this.#maxHeadBytes - this.#consumed));
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    // Only the bytes that still fit in the limit may belong to the head. One char per byte from here
+    // on: string offsets are byte offsets, and a line is a slice, not a Buffer view of its own.
+    const text = latin1(bytes, 0, Math.min(bytes.length, Math.max(0, this.#maxHeadBytes - this.#consumed)));
     let at = 0;
-    while (at < window.length) {
-      const lf = window.indexOf(LF, at);
+    while (at < text.length) {
+      const lf = text.indexOf('\n', at);
       if (lf < 0) break;
-      const line = this.#takeLine(window.subarray(at, lf));
+      const line = this.#takeLine(text, at, lf);
       at = lf + 1;
       if (line === '') {
         this.#consumed += at;
@@ -94,11 +104,11 @@ export class CgiResponseParser {
       }
       this.#parseLine(line);
     }
-    if (bytes.length > window.length) {
+    if (bytes.length > text.length) {
       throw new CgiError('ERR_CGI_HEADER_TOO_LARGE', `response head exceeds ${this.#maxHeadBytes} bytes`);
     }
-    this.#consumed += window.length;
-    if (at < window.length) this.#partial.push(Buffer.from(window.subarray(at)));
+    this.#consumed += text.length;
+    if (at < text.length) this.#partial += text.slice(at);
     return null;
   }
 
@@ -107,15 +117,16 @@ export class CgiResponseParser {
     if (!this.#done) throw new CgiError('ERR_CGI_TRUNCATED_HEAD', 'response ended before the blank line ending the head');
   }
 
-  /** The current line (held parts + `tail`) as latin1, its final CR removed. */
-  #takeLine(tail: Buffer): string {
-    let line = tail;
-    if (this.#partial.length > 0) {
-      line = Buffer.concat([...this.#partial, tail]);
-      this.#partial = [];
+  /** The current line (the held start + text[from, lf)), its final CR removed. */
+  #takeLine(text: string, from: number, lf: number): string {
+    const end = lf > from && text.charCodeAt(lf - 1) === 0x0d ? lf - 1 : lf;
+    let line = text.slice(from, end);
+    if (this.#partial !== '') {
+      // A CR ending the held part belongs to this line's end only when nothing follows it here.
+      line = lf === from ? this.#partial.replace(/\r$/, '') : this.#partial + text.slice(from, end);
+      this.#partial = '';
     }
-    const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
-    return line.toString('latin1', 0, end);
+    return line;
   }
 
   #parseLine(line: string): void {
@@ -130,7 +141,7 @@ export class CgiResponseParser {
     if (colon < 0) throw bad(`header line without ':' ${JSON.stringify(line)}`);
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) throw bad(`bad header name ${JSON.stringify(name)}`);
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const value = trimOws(line, colon + 1);
     if (!FIELD_VALUE.test(value)) throw bad(`header ${name} has a control character in its value`);
     if (this.#status === undefined && name.toLowerCase() === 'status') {
       const m = STATUS_VALUE.exec(value);
