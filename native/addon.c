@@ -235,6 +235,46 @@ static napi_value is_listening_socket(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* setNonBlocking(fd, on): O_NONBLOCK on the open file description (shared by every process holding it). */
+static napi_value set_non_blocking(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  bool on = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!arg_int32(env, argv[0], "fd", &fd)) return NULL;
+  if (argc < 2 || napi_get_value_bool(env, argv[1], &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "on must be a boolean");
+    return NULL;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK)) < 0) throw_errno(env, errno, "fcntl", "O_NONBLOCK");
+  return NULL;
+}
+
+/*
+ * moveFromStdin(): the socket on fd 0 moved to a new close-on-exec fd (>= 3),
+ * returned; fd 0 becomes /dev/null. Node restores fd 0's O_NONBLOCK flag to
+ * its startup value when it exits: on a listening socket shared with other
+ * workers that would make their accept() block. Once fd 0 is another file,
+ * Node leaves the socket alone.
+ */
+static napi_value move_from_stdin(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) { throw_errno(env, errno, "fcntl", "F_DUPFD_CLOEXEC"); return NULL; }
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0 || dup2(null_fd, 0) < 0) {
+    int e = errno;
+    if (null_fd >= 0) close(null_fd);
+    close(fd);
+    throw_errno(env, e, null_fd < 0 ? "open" : "dup2", "/dev/null");
+    return NULL;
+  }
+  close(null_fd);
+  return int_value(env, fd);
+}
+
 /* setPdeathsig(signal): the kernel sends `signal` to us when our parent thread dies. */
 static napi_value set_pdeathsig(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -452,6 +492,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"listenUnix", NULL, listen_unix, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"isListeningSocket", NULL, is_listening_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setNonBlocking", NULL, set_non_blocking, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"moveFromStdin", NULL, move_from_stdin, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPdeathsig", NULL, set_pdeathsig, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startSeqpacketReceiver", NULL, start_seqpacket_receiver, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -1,5 +1,5 @@
 /*
- * gatehouse-exec <expected-ppid> <signal> -- program [args...]
+ * gatehouse-exec <expected-ppid> <signal> [--listen-fd N] -- program [args...]
  *
  * Gives a worker the parent-death signal before it becomes the real program,
  * so that programs we cannot change (php-cgi, Perl FCGI apps) die with the
@@ -12,10 +12,16 @@
  *      (before step 1 could protect us): exit 1 instead of running orphaned;
  *   3. reset every signal disposition to default and unblock all signals,
  *      so the program starts as if exec'd by a shell (Node ignores SIGPIPE);
- *   4. mark every fd >= 3 close-on-exec: the worker inherits exactly fd 0
+ *   4. with --listen-fd N: move fd N to fd 0. The pool hands its listening
+ *      socket over at fd 3, not 0, because libuv's spawn clears O_NONBLOCK
+ *      on a child's fds 0-2, and that flag belongs to the socket shared by
+ *      the running workers: Node workers would then block in accept() while
+ *      holding connections they accepted but not yet read. dup2 leaves the
+ *      flag as it is;
+ *   5. mark every fd >= 3 close-on-exec: the worker inherits exactly fd 0
  *      (the listening socket), 1 and 2, whatever the manager's own parent
  *      leaked into it;
- *   5. execvp. Failure exits 127 (not found) or 126 (not runnable), as shells do.
+ *   6. execvp. Failure exits 127 (not found) or 126 (not runnable), as shells do.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -39,7 +45,7 @@ static const struct { const char *name; int num; } signal_names[] = {
 };
 
 static void usage(void) {
-  fputs("usage: gatehouse-exec <expected-ppid> <signal> -- program [args...]\n", stderr);
+  fputs("usage: gatehouse-exec <expected-ppid> <signal> [--listen-fd N] -- program [args...]\n", stderr);
   exit(2);
 }
 
@@ -71,7 +77,17 @@ static void cloexec_from_3(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 5 || strcmp(argv[3], "--") != 0) usage();
+  int listen_fd = -1;
+  int at = 3; /* where "--" is */
+  if (argc > 4 && strcmp(argv[3], "--listen-fd") == 0) {
+    char *e;
+    long n = strtol(argv[4], &e, 10);
+    if (*argv[4] == '\0' || *e != '\0' || n < 3 || n > 65535) usage();
+    listen_fd = (int)n;
+    at = 5;
+  }
+  if (argc < at + 2 || strcmp(argv[at], "--") != 0) usage();
+  char **program = &argv[at + 1];
   char *end;
   long expected_ppid = strtol(argv[1], &end, 10);
   if (*argv[1] == '\0' || *end != '\0' || expected_ppid <= 1) usage();
@@ -83,7 +99,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if ((long)getppid() != expected_ppid) {
-    fprintf(stderr, "gatehouse-exec: manager (pid %ld) died before %s started\n", expected_ppid, argv[4]);
+    fprintf(stderr, "gatehouse-exec: manager (pid %ld) died before %s started\n", expected_ppid, program[0]);
     return 1;
   }
 
@@ -99,10 +115,17 @@ int main(int argc, char **argv) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
 
+  if (listen_fd >= 0) {
+    if (dup2(listen_fd, 0) < 0) {
+      perror("gatehouse-exec: dup2(--listen-fd, 0)");
+      return 1;
+    }
+    close(listen_fd);
+  }
   cloexec_from_3();
 
-  execvp(argv[4], &argv[4]);
+  execvp(program[0], program);
   int e = errno;
-  fprintf(stderr, "gatehouse-exec: %s: %s\n", argv[4], strerror(e));
+  fprintf(stderr, "gatehouse-exec: %s: %s\n", program[0], strerror(e));
   return e == ENOENT ? 127 : 126;
 }

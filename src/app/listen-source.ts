@@ -68,6 +68,8 @@ export function systemdListenFd(env: NodeJS.ProcessEnv = process.env): { fd: num
 
 interface NativeProbe {
   isListeningSocket(fd: number): boolean;
+  /** Moves fd 0's socket to a new fd (returned), /dev/null on fd 0 (see src/pool/native.ts). */
+  moveFromStdin?: () => number;
 }
 
 let nativeProbe: NativeProbe | null | undefined;
@@ -83,7 +85,11 @@ async function loadNativeProbe(): Promise<NativeProbe | null> {
     const mod = (await import(new URL('../pool/native.js', import.meta.url).href)) as { loadNative?: () => Partial<NativeProbe> };
     const addon = typeof mod.loadNative === 'function' ? mod.loadNative() : null;
     const fn = addon?.isListeningSocket;
-    nativeProbe = typeof fn === 'function' ? { isListeningSocket: (fd) => fn.call(addon, fd) } : null;
+    const move = addon?.moveFromStdin;
+    nativeProbe =
+      typeof fn === 'function'
+        ? { isListeningSocket: (fd) => fn.call(addon, fd), ...(typeof move === 'function' && { moveFromStdin: () => move.call(addon) }) }
+        : null;
   } catch {
     nativeProbe = null;
   }
@@ -220,9 +226,13 @@ export async function listenFromEnvironment(
         delete process.env.LISTEN_FDNAMES;
       }
       break;
-    case 'fd0':
-      await listenOnce(server, { fd: 0 });
+    case 'fd0': {
+      // Off fd 0 first, where the addon is built: Node restores fd 0's O_NONBLOCK to its startup value
+      // at exit, and on a socket other workers share a blocking value would make their accept() block.
+      const move = (await loadNativeProbe())?.moveFromStdin;
+      await listenOnce(server, { fd: move !== undefined ? move() : 0 });
       break;
+    }
   }
   return source;
 }

@@ -21,6 +21,7 @@ import { applyBackendFlag, BACKEND_SHORT_FLAGS, integerFlag, onStopSignals, pars
 import type { Backend } from '../backend/contract.js';
 import { createGateway, type Gateway } from '../gateway/gateway.js';
 import { ProcManager } from '../pool/manager.js';
+import { loadNative } from '../pool/native.js';
 import { describeCause } from '../gateway/error-response.js';
 import { parseTrustedRange } from '../gateway/client-address.js';
 import { AccessLogFile, checkAccessLogPath } from '../gateway/access-log.js';
@@ -461,7 +462,8 @@ export function runServeWorker(json: string): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`gatehouse: worker ${process.pid}: ${line}\n`);
   };
-  return serveGateway(o, log, { fd: 0 });
+  // Off fd 0 (see src/app/listen-source.ts): at exit Node would restore the shared socket's O_NONBLOCK.
+  return serveGateway(o, log, { fd: loadNative().moveFromStdin() });
 }
 
 /** --max-conns M over N workers: floor(M/N) each, the remainder to the first ones. */
@@ -510,6 +512,8 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
     dieTimeout: WORKER_DIE_TIMEOUT_S,
     orphanSignal: 'SIGTERM',
     noSignals: true,
+    // The workers are Node: a non-blocking socket from the start (see ProcManagerOptions.nonBlocking).
+    nonBlocking: true,
     hooks: {
       managerInit: async (pm) => {
         try {

@@ -33,7 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { RespawnBackoff, type BackoffOptions } from './backoff.js';
 import { PoolError } from './errors.js';
 import { openListenSocket, SOCKET_ACTIVATION_VARS, type ListenSocket, type ListenSpec } from './listen-socket.js';
-import { execWrapperPath } from './native.js';
+import { execWrapperPath, loadNative } from './native.js';
 import { PidFile } from './pidfile.js';
 import { managerTitle, setProcessTitle } from './process-title.js';
 
@@ -111,6 +111,15 @@ export interface ProcManagerOptions {
    * signals (the gateway's anonymous pool); drive it with `signal()` instead.
    */
   noSignals?: boolean;
+  /**
+   * Set O_NONBLOCK on the listening socket before the first worker starts:
+   * for workers known to be Node (fork-self, `serve --workers`). Node sets
+   * it itself when it listens, but restores the value it found at startup
+   * when it exits; on a socket the other workers share, a blocking value
+   * makes their accept() block. php-cgi and libfcgi programs need the
+   * default (blocking): their accept() takes EAGAIN as fatal.
+   */
+  nonBlocking?: boolean;
 }
 
 type StopSignal = 'SIGTERM' | 'SIGINT';
@@ -217,6 +226,7 @@ export class ProcManager {
     }
     try {
       this.socket = await openListenSocket(this.options.listen, (msg) => this.log(msg, { type: 'warning' }));
+      if (this.options.nonBlocking) loadNative().setNonBlocking(this.socket.fd, true);
       if (this.options.pidFile !== undefined) this.pidFile = PidFile.claim(this.options.pidFile, this.pid);
       if (!this.options.noSignals) setProcessTitle(managerTitle(this.options.processTitle));
       this.log(`listening on ${this.socket.address}`, { type: 'listening', address: this.socket.address });
@@ -431,8 +441,10 @@ export class ProcManager {
 
     let child: ChildProcess;
     try {
-      child = spawn(this.wrapper, [String(this.pid), orphanSignal, '--', plan.program, ...plan.args], {
-        stdio: [this.socketFd(), 'inherit', 'inherit'],
+      // The socket goes over at fd 3 and the wrapper moves it to fd 0: libuv's spawn clears O_NONBLOCK
+      // on a child's fds 0-2, a flag the running workers share (see native/exec-wrapper.c).
+      child = spawn(this.wrapper, [String(this.pid), orphanSignal, '--listen-fd', '3', '--', plan.program, ...plan.args], {
+        stdio: ['ignore', 'inherit', 'inherit', this.socketFd()],
         env: plan.env,
         cwd: plan.cwd,
         detached: true,

@@ -29,6 +29,10 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /** getsockopt(SO_ACCEPTCONN): true only for a socket in the listening state. */
   isListeningSocket(fd: number): boolean;
+  /** fcntl O_NONBLOCK on or off: a flag of the open file description, so every process holding it sees it. */
+  setNonBlocking(fd: number, on: boolean): void;
+  /** Moves the socket on fd 0 to a new close-on-exec fd (returned) and puts /dev/null on fd 0. */
+  moveFromStdin(): number;
   /** prctl(PR_SET_PDEATHSIG, signal) for the calling thread's process. */
   setPdeathsig(signal: number): void;
   /** Receives ashd-style datagrams (64 KiB payload, 1 KiB control) on the env's libuv loop. */

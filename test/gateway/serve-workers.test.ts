@@ -7,7 +7,7 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { parseServeArgs, splitMaxConns } from '../../src/cli/serve.js';
@@ -22,13 +22,26 @@ function parentOf(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
 
-/** The path of the Unix socket a process has on fd 0 (its listening socket), from /proc/net/unix. */
+/**
+ * The path of the listening Unix socket a process holds, from /proc/net/unix
+ * (state 01 = listening). Not necessarily on fd 0: our app runtime moves it
+ * off fd 0 (so Node's exit does not reset its O_NONBLOCK).
+ */
 function listeningPathOf(pid: number): string | undefined {
-  const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/0`))?.[1];
+  const inodes = new Set(
+    readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      } catch {
+        return undefined;
+      }
+    }),
+  );
   const line = readFileSync('/proc/net/unix', 'utf8')
     .split('\n')
-    .find((l) => l.trim().split(/\s+/)[6] === inode);
-  return line?.trim().split(/\s+/)[7];
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[5] === '01' && inodes.has(f[6]) && f[7] !== undefined);
+  return line?.[7];
 }
 
 /** The pids of the two workers the primary's log says it started. */
