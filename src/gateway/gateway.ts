@@ -70,7 +70,7 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
     exchangeClosed(ex);
     if (accessLog !== undefined) logResponse(accessLog, options.trustProxy, ex);
     if (closing !== undefined) {
-      server.closeIdleConnections();
+      server.closeIdleConnections({ spareFresh: true });
       if (stats.inFlight === 0) drained?.();
     }
   });
@@ -111,14 +111,19 @@ export function createGateway(gatewayOptions: GatewayOptions): Gateway {
     close() {
       closing ??= new Promise<void>((resolve) => {
         const done = new Promise<void>((r) => server.close(() => r()));
-        server.closeIdleConnections();
-        const timer = setTimeout(() => drained?.(), options.closeTimeout);
-        drained = () => {
-          clearTimeout(timer);
+        // Connections accepted just before close() that have not sent a request yet (a TLS handshake
+        // under way, say) are spared: served once with Connection: close, or closed by the server
+        // within a second. A reload (serve --workers HUP) then drops no connection the kernel gave us.
+        server.closeIdleConnections({ spareFresh: true });
+        const timer = setTimeout(() => {
+          drained = undefined;
           server.closeAllConnections();
-        };
+        }, options.closeTimeout);
+        // Nothing in flight: whatever is left but fresh connections is cut.
+        drained = () => server.closeAllConnections({ spareFresh: true });
         if (stats.inFlight === 0) drained();
         void done.then(() => {
+          clearTimeout(timer);
           deadlines.close();
           resolve();
         });

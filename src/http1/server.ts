@@ -90,6 +90,8 @@ export class Http1Server extends net.Server {
   readonly parserOptions: { maxHeaderBytes: number; maxHeaders: number };
   /** Set by close(): every response from now on closes its connection. */
   closing = false;
+  /** When close() was called. */
+  closingSince = 0;
   readonly #connections = new Set<Connection>();
   #sweep: NodeJS.Timeout | undefined;
   #secureContext: SecureContext | undefined;
@@ -138,20 +140,33 @@ export class Http1Server extends net.Server {
     return this.#connections.size;
   }
 
-  /** Stops accepting; responses from now on close their connections. Idle ones are left to closeIdleConnections(). */
+  /**
+   * Stops accepting; responses from now on close their connections. Idle
+   * ones are left to closeIdleConnections(). A connection that never carried
+   * a request is closed by the sweep FRESH_GRACE_MS after this if its first
+   * request has not begun by then.
+   */
   override close(callback?: (err?: Error) => void): this {
     this.closing = true;
+    this.closingSince = Date.now();
     return super.close(callback);
   }
 
-  /** Closes every connection that has no request under way. */
-  closeIdleConnections(): void {
-    for (const c of this.#connections) if (c.idle) c.closeIdle();
+  /**
+   * Closes every connection that has no request under way. `spareFresh`:
+   * not those that never carried one (accepted just before close(): a TLS
+   * handshake or a first request on its way); they are answered once, with
+   * Connection: close, or closed by the sweep (see close()). A reload that
+   * hands the listening socket to new processes then drops none of them.
+   */
+  closeIdleConnections(options: { spareFresh?: boolean } = {}): void {
+    for (const c of this.#connections) if (c.idle && !(options.spareFresh === true && !c.used)) c.closeIdle();
   }
 
-  /** Cuts every connection (what ended responses queued is handed to the socket first, as if written at once). */
-  closeAllConnections(): void {
+  /** Cuts every connection (what ended responses queued is handed to the socket first, as if written at once); `spareFresh` as in closeIdleConnections(). */
+  closeAllConnections(options: { spareFresh?: boolean } = {}): void {
     for (const c of this.#connections) {
+      if (options.spareFresh === true && !c.used) continue;
       c.flush();
       c.socket.destroy();
     }
@@ -172,6 +187,8 @@ const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 const PLAIN = ['Content-Type', 'text/plain; charset=utf-8'];
 /** Body pieces up to this size are copied into the queued output; larger ones are written as they are. */
 const SMALL_WRITE = 16 * 1024;
+/** After close(), how long a connection that never carried a request may take to begin its first one. */
+const FRESH_GRACE_MS = 1000;
 /** Queued output beyond this is written at once. */
 const OUT_HIGH_WATER = 64 * 1024;
 
@@ -398,6 +415,8 @@ class Connection implements RequestParserHandler {
   exchange: Exchange | null = null;
   /** No more requests on this connection once the current response ends. */
   closeAfter = false;
+  /** A request has begun on this connection (its head was parsed). */
+  used = false;
   /** Start of the current wait: idle since, or the first byte of the request being read. */
   #since = Date.now();
   /** Response bytes queued in the socket at the last sweep, and since when none of them left. */
@@ -478,6 +497,7 @@ class Connection implements RequestParserHandler {
   // ---------------------------------------------------------------- parser events
 
   onHead(head: RequestHead): void {
+    this.used = true;
     const ex = new Exchange(this, head);
     this.exchange = ex;
     try {
@@ -654,6 +674,11 @@ class Connection implements RequestParserHandler {
     // A last response on its way out: only the send timeout above applies.
     if (this.closeAfter) return;
     const ex = this.exchange;
+    // Spared by closeIdleConnections({ spareFresh }) when the server closed: a first request that has not begun by now will not be waited for.
+    if (server.closing && !this.used && this.parser.idle && ex === null && now - server.closingSince >= FRESH_GRACE_MS) {
+      socket.destroy();
+      return;
+    }
     if (ex === null) {
       if (this.parser.idle) {
         // Idle from when the last response has left: a slow reader still taking one is not cut.

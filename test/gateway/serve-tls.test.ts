@@ -52,7 +52,7 @@ function servedFingerprint(port: number): Promise<string> {
       resolve(fp);
     });
     s.setTimeout(10_000, () => s.destroy(new Error('TLS handshake timed out')));
-    s.on('error', reject);
+    s.on('error', (e) => reject(new Error(`servedFingerprint: ${String(e)}`)));
   });
 }
 

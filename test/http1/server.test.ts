@@ -1369,3 +1369,27 @@ test('TLS (secureContext): requests over one kept-alive TLS connection, ex.encry
   c.write(req('GET', '/'));
   assert.equal(finals(await c.until(hasFinals(1), 'plain response'))[0]!.body.toString(), 'encrypted=false');
 });
+
+test('close() with closeIdleConnections({ spareFresh }): a connection accepted before close() that has not sent its request yet is served once (Connection: close); one that sends nothing is closed by the sweep after a second', async (t) => {
+  const s = await serve(t, (ex) => send(ex, 200, `served ${ex.url}`), { keepAliveTimeout: 60_000 });
+  const used = await Raw.open(t, s.port);
+  used.write(req('GET', '/used'));
+  await used.until(hasFinals(1), 'a first response');
+  const late = await Raw.open(t, s.port);
+  const silent = await Raw.open(t, s.port);
+  await waitUntil(() => s.server.connectionCount === 3, 5000, 'three connections at the server');
+  const closed = new Promise<void>((resolve) => s.server.close(() => resolve()));
+  s.server.closeIdleConnections({ spareFresh: true });
+  await used.untilClosed('the kept-alive connection to close');
+  assert.equal(late.closed, false, 'the fresh connection is spared');
+  late.write(req('GET', '/late'));
+  const [r] = finals(await late.untilClosed('the late request to be answered and closed'), ['GET'], true);
+  assert.equal(r?.body.toString(), 'served /late');
+  assert.equal(r?.headers.connection, 'close');
+  // The silent one: closed by the sweep FRESH_GRACE_MS (1 s) after close(), not at keepAliveTimeout (60 s).
+  const since = Date.now();
+  await silent.untilClosed('the silent fresh connection to close', 5000);
+  assert.ok(Date.now() - since < 4000);
+  await within(closed, 5000, 'server close callback');
+  // Without spareFresh (node:http's behaviour) a fresh connection is closed at once: see 'closeIdleConnections closes idle keep-alive connections but not busy ones'.
+});
