@@ -56,6 +56,13 @@ function servedFingerprint(port: number): Promise<string> {
   });
 }
 
+/** SIGTERM and a clean exit: the anonymous php-cgi stopped and its private socket directory removed (a SIGKILL in after() would leave both). */
+async function stopServe(c: ChildProcess): Promise<void> {
+  const exited = waitForExit(c, 20_000);
+  c.kill('SIGTERM');
+  assert.equal((await exited).code, 0);
+}
+
 /** Polls (bounded) until new connections are shown `fingerprint`: with --workers, each worker reloads on its own HUP. */
 async function untilServed(port: number, fingerprint: string, tries = 20): Promise<void> {
   for (let i = 0; i < tries; i++) if ((await servedFingerprint(port)) === fingerprint) return;
@@ -100,9 +107,7 @@ describe('gatehouse serve --tls-cert/--tls-key', () => {
     // Two URLs in one curl run: the second reuses the kept-alive TLS connection (num_connects 0).
     const both = await curl(['-k', '-w', '%{http_code} %{num_connects}\\n', '-o', '/dev/null', '-o', '/dev/null', `https://127.0.0.1:${port}/style.css`, `https://127.0.0.1:${port}/hello/tls`]);
     assert.deepEqual(both.out.trim().split('\n'), ['200 1', '200 0'], 'the second request reused the TLS connection');
-    const exited = waitForExit(c, 15_000);
-    c.kill('SIGTERM');
-    assert.equal((await exited).code, 0);
+    await stopServe(c);
   });
 
   it('a plain-HTTP client on the HTTPS port is dropped; the gateway keeps serving', async () => {
@@ -120,7 +125,7 @@ describe('gatehouse serve --tls-cert/--tls-key', () => {
     assert.equal(closed, true, 'the plain connection was closed');
     const r = await curl(['-k', `https://127.0.0.1:${port}/hello/after`]);
     assert.equal(r.out, 'Hello, after!\n');
-    assert.equal(c.exitCode, null);
+    await stopServe(c);
   });
 
   it('SIGHUP loads the certificate files again for new connections; a pair that does not load keeps the old one', async () => {
@@ -142,6 +147,7 @@ describe('gatehouse serve --tls-cert/--tls-key', () => {
     const r = await curl(['-k', `https://127.0.0.1:${port}/hello/renewed`]);
     assert.equal(r.out, 'Hello, renewed!\n');
     assert.equal(c.exitCode, null, 'HUP did not stop the gateway');
+    await stopServe(c);
   });
 
   it('--workers 2: each worker serves HTTPS; HUP to the primary checks the new pair, then replaces the workers, which load it', async () => {
@@ -163,9 +169,7 @@ describe('gatehouse serve --tls-cert/--tls-key', () => {
     await untilServed(port, second.fingerprint);
     assert.equal((await curl(['-k', `https://127.0.0.1:${port}/hello/again`])).out, 'Hello, again!\n');
     assert.equal(c.exitCode, null);
-    const exited = waitForExit(c, 20_000);
-    c.kill('SIGTERM');
-    assert.equal((await exited).code, 0);
+    await stopServe(c);
   });
 
   it('flag errors: one of the pair alone is a usage error (exit 2); files that do not load are a runtime failure (exit 1, one line)', async () => {
