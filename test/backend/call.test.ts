@@ -271,12 +271,7 @@ test('fastcgi: STDERR written before the head reaches sink.stderr before head()'
 
 test('fastcgi: the safe retry works through call() (a kept connection the server closed → a fresh one)', async () => {
   const { log, text } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'fastcgi',
-    program: appProgram('fastcgi'),
-    env: { ...process.env, FIXTURE_CLOSE_ON_REUSE: '1' },
-    log,
-  });
+  const backend = cleanup.closingOnReuse(log);
   const first = record(backend, request(''));
   await within(first.done, 10000, 'the first response');
   assert.equal(first.header('X-Connection'), '1');

@@ -22,13 +22,7 @@ for (const protocol of ['scgi', 'fastcgi'] as BackendProtocol[]) {
     const port = await freePort();
     const state = cleanup.stateDir();
     const { log } = recordingLog();
-    const backend = cleanup.backend({
-      protocol,
-      address: { kind: 'tcp', host: '127.0.0.1', port },
-      program: appProgram(protocol),
-      env: { ...process.env, FIXTURE_STATE_DIR: state },
-      log,
-    });
+    const backend = cleanup.launching(protocol, { kind: 'tcp', host: '127.0.0.1', port }, log, state);
     assert.equal(backend.mode, 'launching');
     const a = await ask(backend);
     cleanup.pid(a.json.pid);
@@ -38,13 +32,7 @@ for (const protocol of ['scgi', 'fastcgi'] as BackendProtocol[]) {
     await backend.close();
     assert.ok(pidAlive(a.json.pid), 'the launched program outlives the backend');
     // And a new backend just connects to it.
-    const again = cleanup.backend({
-      protocol,
-      address: { kind: 'tcp', host: '127.0.0.1', port },
-      program: appProgram(protocol),
-      env: { ...process.env, FIXTURE_STATE_DIR: state },
-      log,
-    });
+    const again = cleanup.launching(protocol, { kind: 'tcp', host: '127.0.0.1', port }, log, state);
     assert.equal((await ask(again)).json.pid, a.json.pid);
     assert.equal(readFileSync(join(state, 'starts'), 'utf8'), '1');
     await again.close();
@@ -54,13 +42,7 @@ for (const protocol of ['scgi', 'fastcgi'] as BackendProtocol[]) {
 test('scgi: launching relaunches on the same TCP port while the old one is in TIME_WAIT (SO_REUSEADDR)', async () => {
   const port = await freePort();
   const { log } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'scgi',
-    address: { kind: 'tcp', host: '127.0.0.1', port },
-    program: appProgram('scgi'),
-    env: { ...process.env, FIXTURE_STATE_DIR: cleanup.stateDir() },
-    log,
-  });
+  const backend = cleanup.launching('scgi', { kind: 'tcp', host: '127.0.0.1', port }, log);
   // Several requests: the server closes each connection first, leaving TIME_WAIT entries on its port.
   let first;
   for (let i = 0; i < 3; i++) first = await ask(backend);
@@ -82,13 +64,7 @@ test('scgi: launching with -u connects to a server already there and never unlin
   collect(server);
   await waitForConnectable({ path }, 10000, server);
   const { log, text } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'scgi',
-    address: { kind: 'unix', path },
-    program: appProgram('scgi'),
-    env: { ...process.env, FIXTURE_STATE_DIR: cleanup.stateDir() },
-    log,
-  });
+  const backend = cleanup.launching('scgi', { kind: 'unix', path }, log);
   const answer = await ask(backend);
   assert.equal(answer.json.pid, server.pid);
   assert.ok(existsSync(path), 'the socket file is still there');
@@ -105,13 +81,7 @@ test('scgi: launching with -u replaces a stale socket file after a refused probe
   native.closeFd(native.listenUnix(path, 1));
   assert.ok(existsSync(path));
   const { log } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'scgi',
-    address: { kind: 'unix', path },
-    program: appProgram('scgi'),
-    env: { ...process.env, FIXTURE_STATE_DIR: cleanup.stateDir() },
-    log,
-  });
+  const backend = cleanup.launching('scgi', { kind: 'unix', path }, log);
   const answer = await ask(backend);
   cleanup.pid(answer.json.pid);
   assert.equal(answer.status, 200);
@@ -124,13 +94,7 @@ test('scgi: launching never starts a duplicate while its program still runs (ash
   const path = join(dir, 'app.sock');
   const state = cleanup.stateDir();
   const { log } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'scgi',
-    address: { kind: 'unix', path },
-    program: appProgram('scgi'),
-    env: { ...process.env, FIXTURE_STATE_DIR: state },
-    log,
-  });
+  const backend = cleanup.launching('scgi', { kind: 'unix', path }, log, state);
   const answer = await ask(backend);
   cleanup.pid(answer.json.pid);
   // The program lives on but its address stops answering (someone removed the socket file).
@@ -156,13 +120,7 @@ test('scgi: launching with -i ID listens in the private per-user directory', asy
   process.env.XDG_RUNTIME_DIR = runtime;
   try {
     const { log } = recordingLog();
-    const backend = cleanup.backend({
-      protocol: 'scgi',
-      address: { kind: 'id', id },
-      program: appProgram('scgi'),
-      env: { ...process.env, FIXTURE_STATE_DIR: cleanup.stateDir() },
-      log,
-    });
+    const backend = cleanup.launching('scgi', { kind: 'id', id }, log);
     const answer = await ask(backend);
     cleanup.pid(answer.json.pid);
     assert.ok(existsSync(join(runtime, 'gatehouse', `${id}.sock`)));

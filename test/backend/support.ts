@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBackend, type GatehouseBackend } from '../../src/backend/create-backend.js';
-import type { BackendOptions, BackendProtocol, BackendResponse } from '../../src/backend/contract.js';
+import type { BackendAddress, BackendOptions, BackendProtocol, BackendResponse } from '../../src/backend/contract.js';
 import { fixture, tmpDir, waitForPidGone } from '../helpers/peers.js';
 import { readAll } from '../helpers/wait.js';
 
@@ -87,6 +87,20 @@ export class Cleanup {
     const b = createBackend(options);
     this.#backends.push(b);
     return b;
+  }
+
+  /**
+   * The fixture app (appProgram) started at `address` when nothing answers
+   * there: launching mode, its pids recorded in `stateDir` (a fresh one by
+   * default) so it is killed at the end even if the test never learnt them.
+   */
+  launching(protocol: BackendProtocol, address: BackendAddress, log: (line: string) => void, stateDir = this.stateDir()): GatehouseBackend {
+    return this.backend({ protocol, address, program: appProgram(protocol), env: { ...process.env, FIXTURE_STATE_DIR: stateDir }, log });
+  }
+
+  /** An anonymous FastCGI fixture app that closes a kept connection when it is reused (the safe-retry cases). */
+  closingOnReuse(log: (line: string) => void): GatehouseBackend {
+    return this.backend({ protocol: 'fastcgi', program: appProgram('fastcgi'), env: { ...process.env, FIXTURE_CLOSE_ON_REUSE: '1' }, log });
   }
 
   /** A detached program (launching/mixed mode) to SIGKILL at the end. */

@@ -42,12 +42,7 @@ test('fastcgi: keepConn false opens a connection per request', async () => {
 
 test('fastcgi: a kept connection the server closed is retried once on a fresh one (no body)', async () => {
   const { log, text } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'fastcgi',
-    program: appProgram('fastcgi'),
-    env: { ...process.env, FIXTURE_CLOSE_ON_REUSE: '1' },
-    log,
-  });
+  const backend = cleanup.closingOnReuse(log);
   assert.equal((await ask(backend)).header('X-Connection'), '1');
   const second = await ask(backend);
   assert.equal(second.status, 200);
@@ -58,12 +53,7 @@ test('fastcgi: a kept connection the server closed is retried once on a fresh on
 
 test('fastcgi: a request whose body was already sent is not retried', async () => {
   const { log, text } = recordingLog();
-  const backend = cleanup.backend({
-    protocol: 'fastcgi',
-    program: appProgram('fastcgi'),
-    env: { ...process.env, FIXTURE_CLOSE_ON_REUSE: '1' },
-    log,
-  });
+  const backend = cleanup.closingOnReuse(log);
   await ask(backend);
   await assert.rejects(ask(backend, '', { body: 'do not send twice' }), (e: BackendError) => e.code === 'ERR_BACKEND_CLOSED_EARLY');
   assert.doesNotMatch(text(), /retrying/);
