@@ -29,6 +29,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
+import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { RespawnBackoff, type BackoffOptions } from './backoff.js';
 import { PoolError } from './errors.js';
@@ -116,8 +117,10 @@ export interface ProcManagerOptions {
    * for workers known to be Node (fork-self, `serve --workers`). Node sets
    * it itself when it listens, but restores the value it found at startup
    * when it exits; on a socket the other workers share, a blocking value
-   * makes their accept() block. php-cgi and libfcgi programs need the
-   * default (blocking): their accept() takes EAGAIN as fatal.
+   * makes their accept() block. php-cgi and libfcgi programs need it
+   * blocking: their accept() takes EAGAIN as fatal. Default: on when the
+   * program is Node itself (this node, or one named `node`/`nodejs`), off
+   * otherwise (a script that starts Node is not recognised).
    */
   nonBlocking?: boolean;
 }
@@ -226,7 +229,7 @@ export class ProcManager {
     }
     try {
       this.socket = await openListenSocket(this.options.listen, (msg) => this.log(msg, { type: 'warning' }));
-      if (this.options.nonBlocking) loadNative().setNonBlocking(this.socket.fd, true);
+      if (this.options.nonBlocking ?? isNodeProgram(this.options.command.program)) loadNative().setNonBlocking(this.socket.fd, true);
       if (this.options.pidFile !== undefined) this.pidFile = PidFile.claim(this.options.pidFile, this.pid);
       if (!this.options.noSignals) setProcessTitle(managerTitle(this.options.processTitle));
       this.log(`listening on ${this.socket.address}`, { type: 'listening', address: this.socket.address });
@@ -531,4 +534,9 @@ export class ProcManager {
 
 function badOption(message: string): never {
   throw new PoolError('ERR_PM_BAD_OPTION', message);
+}
+
+/** Whether `program` is Node: this node's path, or a command named node/nodejs. */
+function isNodeProgram(program: string): boolean {
+  return program === process.execPath || /^node(js)?$/.test(basename(program));
 }

@@ -100,6 +100,16 @@ export class LoggedProcess {
     return this.matches(STARTED, from).map((m) => Number(m.match[1]));
   }
 
+  /**
+   * Resolves once the manager's log says it started `pid` (bounded). A reply
+   * from a worker may be handled before the log line that came earlier on
+   * another pipe, on a loaded machine: wait for the line, do not just look.
+   */
+  async waitForStarted(pid: number | undefined, timeoutMs = 5000): Promise<void> {
+    if (pid === undefined) throw new Error('no pid to look for');
+    await this.waitUntilLog(() => this.startedPids().includes(pid), `server (pid ${pid}) started`, timeoutMs);
+  }
+
   exitedPids(from = 0): number[] {
     return this.matches(EXITED, from).map((m) => Number(m.match[1]));
   }

@@ -28,7 +28,7 @@ describe('inherited sockets', () => {
       }
       await pm.waitFor(/listening on inherited fd 0 \(fd 0\)/);
       const reply = await waitForService(sock);
-      assert.ok(pm.startedPids().includes(reply.pid ?? -1));
+      await pm.waitForStarted(reply.pid);
       process.kill(pm.pid, 'SIGTERM');
       assert.equal((await pm.exited).code, 0);
       assert.ok(existsSync(sock), 'an inherited socket file is not unlinked');
@@ -44,7 +44,7 @@ describe('inherited sockets', () => {
     const first = await fcgiRequest(sock);
     assert.equal(first.code, 0);
     await pm.waitFor(/listening on inherited fd 3 \(systemd\)/);
-    assert.ok(pm.startedPids().includes(first.pid ?? -1));
+    await pm.waitForStarted(first.pid);
     const workerEnv = readFileSync(`/proc/${first.pid}/environ`, 'utf8').split('\0');
     assert.deepEqual(workerEnv.filter((v) => /^LISTEN_(PID|FDS|FDNAMES)=/.test(v)), [], 'activation variables are not passed on');
     process.kill(pm.pid, 'SIGTERM');

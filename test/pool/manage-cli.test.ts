@@ -156,7 +156,7 @@ describe('gatehouse manage: live and stale sockets and pid files', () => {
     await pm.waitFor(/initialized/);
     assert.equal(readFileSync(pidFile, 'utf8'), `${pm.pid}\n`);
     const reply = await waitForService(sock);
-    assert.ok(pm.startedPids().includes(reply.pid ?? -1));
+    await pm.waitForStarted(reply.pid);
     process.kill(pm.pid, 'SIGTERM');
     assert.equal((await pm.exited).code, 0);
     assert.equal(existsSync(sock), false, 'socket unlinked on clean exit');

@@ -68,7 +68,7 @@ describe('gatehouse manage -- php-cgi', () => {
     const { match } = await pm.waitFor(/listening on tcp:127\.0\.0\.1:(\d+)/);
     const address = `127.0.0.1:${match[1]}`;
     const reply = await waitForService(address, params);
-    assert.ok(pm.startedPids().includes(reply.pid ?? -1));
+    await pm.waitForStarted(reply.pid);
     process.kill(pm.pid, 'SIGTERM');
     assert.equal((await pm.exited).code, 0);
   });

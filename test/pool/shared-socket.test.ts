@@ -17,6 +17,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { ProcManager } from '../../src/pool/manager.js';
 import { ROOT, tempDir, cleanup } from './harness.js';
@@ -74,14 +75,15 @@ interface Pool {
   pm: ProcManager;
   running: Promise<number>;
   inode: string;
+  path: string;
   pids: () => number[];
   /** Resolves with the pid of the next worker spawned / the next exit, as the manager learns of it, and the flag at that moment. */
   nextSpawn: () => Promise<{ pid: number; nonBlocking: boolean }>;
   nextExit: () => Promise<{ pid: number; code: number | null; nonBlocking: boolean }>;
 }
 
-/** Two workers running `args` on a fresh Unix socket, both polling it. */
-async function startPool(args: string[]): Promise<Pool> {
+/** Two workers running node `args` on a fresh Unix socket, both polling it. `nonBlocking`: the manager option (default: on, the workers being Node). */
+async function startPool(args: string[], nonBlockingOption?: boolean): Promise<Pool> {
   const path = join(tempDir(), 'pool.sock');
   const live = new Set<number>();
   let onSpawn: ((pid: number) => void) | undefined;
@@ -92,6 +94,7 @@ async function startPool(args: string[]): Promise<Pool> {
     command: { program: process.execPath, args },
     listen: { kind: 'unix', path },
     noSignals: true,
+    ...(nonBlockingOption !== undefined && { nonBlocking: nonBlockingOption }),
     hooks: {
       afterSpawn: (w) => {
         live.add(w.pid);
@@ -112,6 +115,7 @@ async function startPool(args: string[]): Promise<Pool> {
     pm,
     running,
     inode,
+    path,
     pids: () => [...live],
     nextSpawn: () => new Promise((resolve) => (onSpawn = (pid) => ((onSpawn = undefined), resolve({ pid, nonBlocking: nonBlocking(inode) })))),
     nextExit: () => new Promise((resolve) => (onExit = (pid, code) => ((onExit = undefined), resolve({ pid, code, nonBlocking: nonBlocking(inode) })))),
@@ -124,8 +128,8 @@ async function stopPool(pool: Pool): Promise<void> {
 }
 
 test('a respawn leaves O_NONBLOCK set on the socket the running workers share (libuv clears it on a child\'s fds 0-2)', async () => {
-  // Workers that listen on fd 0 themselves, as any Node program would.
-  const pool = await startPool([join(ROOT, 'test/fixtures/backend/scgi-app.mjs')]);
+  // Workers that listen on fd 0 themselves; the socket starts blocking, so only their listen() makes it non-blocking.
+  const pool = await startPool([join(ROOT, 'test/fixtures/backend/scgi-app.mjs')], false);
   try {
     assert.equal(nonBlocking(pool.inode), true, 'the workers made it non-blocking when they listened');
     const [victim] = pool.pids();
@@ -141,8 +145,8 @@ test('a respawn leaves O_NONBLOCK set on the socket the running workers share (l
 });
 
 test('a Node worker (our app runtime) exiting normally leaves O_NONBLOCK set for the others (Node restores fd 0 at exit)', async () => {
-  // The socket was blocking when these workers started (the manager's default, for php-cgi).
-  const pool = await startPool([join(ROOT, 'dist/examples/hello.js')]);
+  // The socket was blocking when these workers started (as for a program the manager does not know to be Node).
+  const pool = await startPool([join(ROOT, 'dist/examples/hello.js')], false);
   try {
     assert.equal(nonBlocking(pool.inode), true);
     const [leaving] = pool.pids();
@@ -175,5 +179,25 @@ test('nonBlocking: the manager sets O_NONBLOCK before the first worker starts (f
     assert.equal(first, nonBlockingOption);
     pm.signal('SIGTERM');
     assert.equal(await running, 0);
+  }
+});
+
+test('a pool of Node itself gets a non-blocking socket by default, so a program listening on fd 0 by itself exits without resetting it', async () => {
+  // Not our runtime: the fixture calls listen({ fd: 0 }); `die=1` makes a worker exit(5), a normal exit (Node's stdio reset runs).
+  const pool = await startPool([join(ROOT, 'test/fixtures/backend/scgi-app.mjs')]);
+  try {
+    assert.equal(nonBlocking(pool.inode), true);
+    const exited = pool.nextExit();
+    const body = '';
+    const head = `CONTENT_LENGTH\0${body.length}\0SCGI\x001\0REQUEST_METHOD\0GET\0QUERY_STRING\0die=1\0REQUEST_URI\0/?die=1\0`;
+    const sock = net.connect(pool.path);
+    sock.on('error', () => {}); // the worker exits without answering
+    sock.end(`${Buffer.byteLength(head)}:${head},${body}`);
+    const exit = await exited;
+    sock.destroy();
+    assert.equal(exit.code, 5, 'the fixture exited on its own');
+    assert.equal(exit.nonBlocking, true, 'the exit did not reset the shared flag');
+  } finally {
+    await stopPool(pool);
   }
 });
