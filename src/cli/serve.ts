@@ -19,7 +19,7 @@ import { decideMode } from '../backend/modes.js';
 import { describeAddress } from '../backend/address.js';
 import { applyBackendFlag, BACKEND_SHORT_FLAGS, integerFlag, onStopSignals, parseHttpListen, parseUntilProgram, type BackendFlags, type OptionSpec } from './backend-flags.js';
 import type { Backend } from '../backend/contract.js';
-import { createGateway, type Gateway } from '../gateway/gateway.js';
+import { createGateway, httpUrl, type Gateway } from '../gateway/gateway.js';
 import { ProcManager } from '../pool/manager.js';
 import { loadNative } from '../pool/native.js';
 import { describeCause } from '../gateway/error-response.js';
@@ -512,8 +512,6 @@ async function runPrimary(o: ServeFlags, log: (line: string) => void): Promise<n
     dieTimeout: WORKER_DIE_TIMEOUT_S,
     orphanSignal: 'SIGTERM',
     noSignals: true,
-    // The workers are Node: a non-blocking socket from the start (see ProcManagerOptions.nonBlocking).
-    nonBlocking: true,
     hooks: {
       managerInit: async (pm) => {
         try {
@@ -609,10 +607,6 @@ async function startForWorkers(o: ServeFlags, backend: GatehouseBackend, log: (l
   const path = backend.socketPath;
   if (path === undefined) throw new Error('the anonymous backend has no socket'); // unreachable once started
   return { ...flags, address: { kind: 'unix', path }, program: [], retries: 0 };
-}
-
-function httpUrl(host: string, port: number, tls: boolean): string {
-  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
 function backendState(backend: Backend): Record<string, unknown> {

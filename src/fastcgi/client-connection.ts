@@ -23,7 +23,7 @@ import { InboundGate } from './inbound.js';
 import { RecordOutput } from './outbound.js';
 import { RecordParser } from './record-parser.js';
 import { ClientRequest, type ClientRequestHost } from './client-request.js';
-import { ClientExchange, encodeRequestHead, requestHeadText, type ClientRecordTarget, type ExchangeHost, type ExchangeSink } from './client-exchange.js';
+import { ClientExchange, requestHead, type ClientRecordTarget, type ExchangeHost, type ExchangeSink } from './client-exchange.js';
 
 export interface FcgiClientRequestOptions {
   /** Default RESPONDER. */
@@ -124,7 +124,7 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
     }
     // Encoded before the id is taken, so an encoding error leaks nothing. One
     // write carries BEGIN_REQUEST, the PARAMS records and their empty terminator.
-    const head = encodeRequestHead(id, roleNumber(role), keepConn, params, false);
+    const head = requestHead(id, roleNumber(role), keepConn, params, false);
     if (!keepConn) this.#reusable = false;
     this.#requests.set(id, req);
     this.#out.write(head);
@@ -143,14 +143,11 @@ export class FastCgiClientConnection extends EventEmitter implements ClientReque
     const id = this.#allocateId();
     if (id === null) return new FastCgiConnectionError('ERR_FCGI_NO_REQUEST_ID', `all ${FCGI_MAX_REQUEST_ID} request ids are in flight`);
     // Encoded before the id is taken, so an encoding error leaks nothing.
-    const role = roleNumber('RESPONDER');
-    const text = requestHeadText(id, role, keepConn, params, endStdin);
-    const head = text ?? encodeRequestHead(id, role, keepConn, params, endStdin);
+    const head = requestHead(id, roleNumber('RESPONDER'), keepConn, params, endStdin);
     const ex = new ClientExchange(this, { out: this.#out, gate: this.#gate, highWaterMark: this.#highWaterMark }, id, sink);
     if (!keepConn) this.#reusable = false;
     this.#requests.set(id, ex);
-    if (typeof head === 'string') this.#out.writeLatin1(head);
-    else this.#out.write(head);
+    this.#out.write(head);
     return ex;
   }
 

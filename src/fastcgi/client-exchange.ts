@@ -183,18 +183,24 @@ function sizeChars(n: number): string {
  * the same bytes as encoding each with codec.ts and concatenating them.
  */
 export function encodeRequestHead(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): Buffer {
-  const text = requestHeadText(requestId, role, keepConn, params, endStdin);
-  return text !== null ? Buffer.from(text, 'latin1') : encodeRequestHeadGeneral(requestId, role, keepConn, params, endStdin);
+  const head = requestHead(requestId, role, keepConn, params, endStdin);
+  return typeof head === 'string' ? Buffer.from(head, 'latin1') : head;
 }
 
 /**
- * encodeRequestHead() as a latin1 string (one char per byte), for the usual
- * request: byte-string params that fit one record; null otherwise. Built as
- * one string and written by the socket as it is: per-string byteLength() /
- * write() calls into C++ cost more than the bytes themselves (≈4 µs vs ≈1 µs
- * for a typical PHP request), and a Buffer in between costs an allocation.
+ * encodeRequestHead()'s bytes as RecordOutput.write() takes them: for the
+ * usual request (byte-string params that fit one record) a latin1 string,
+ * one char per byte, that the socket writes as it is: per-string
+ * byteLength() / write() calls into C++ cost more than the bytes themselves
+ * (≈4 µs vs ≈1 µs for a typical PHP request), and a Buffer in between costs
+ * an allocation. Otherwise a Buffer.
  */
-export function requestHeadText(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): string | null {
+export function requestHead(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): string | Buffer {
+  return requestHeadText(requestId, role, keepConn, params, endStdin) ?? encodeRequestHeadGeneral(requestId, role, keepConn, params, endStdin);
+}
+
+/** requestHead() for the usual request; null when the params need the general encoder. */
+function requestHeadText(requestId: number, role: number, keepConn: boolean, params: ParamList, endStdin: boolean): string | null {
   let content = '';
   for (let i = 0; i < params.length; i++) {
     const pair = params[i]!;

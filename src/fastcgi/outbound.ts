@@ -117,19 +117,17 @@ export class RecordOutput {
     return this.#socket.writableNeedDrain;
   }
 
-  /** Writes one encoded record (or several, concatenated), which the caller gives up. Returns false when the socket is congested. */
-  write(bytes: Buffer): boolean {
+  /**
+   * Writes one encoded record (or several, concatenated), which the caller
+   * gives up: a Buffer, or a latin1 string (one char per byte) handed to the
+   * socket as it is. Returns false when the socket is congested.
+   */
+  write(records: Buffer | string): boolean {
     if (this.closed) return true;
-    if (!this.#gather) return this.#socket.write(bytes);
+    if (!this.#gather) return typeof records === 'string' ? this.#socket.write(records, 'latin1') : this.#socket.write(records);
+    const bytes = typeof records === 'string' ? Buffer.from(records, 'latin1') : records;
     this.#add(bytes, bytes.length);
     return this.#afterAdd();
-  }
-
-  /** write() for records encoded as a latin1 string (one char per byte): handed to the socket as it is, without a Buffer in between. */
-  writeLatin1(records: string): boolean {
-    if (this.closed) return true;
-    if (!this.#gather) return this.#socket.write(records, 'latin1');
-    return this.write(Buffer.from(records, 'latin1'));
   }
 
   /**

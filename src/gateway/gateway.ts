@@ -181,8 +181,12 @@ function logResponse(accessLog: (line: string) => void, trust: TrustProxy, ex: E
 function urlOf(address: AddressInfo | string | null, encrypted: boolean): string {
   if (address === null) return '';
   if (typeof address === 'string') return address;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `${encrypted ? 'https' : 'http'}://${host}:${address.port}/`;
+  return httpUrl(address.address, address.port, encrypted);
+}
+
+/** `http://host:port/` (`https` with TLS), an IPv6 address in brackets. */
+export function httpUrl(host: string, port: number, tls: boolean): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
 /** The backend's FastCGI connection pool, when it is ours (GatehouseBackend). */

@@ -351,8 +351,7 @@ export class Exchange {
     const chunked = framing === 'chunked';
     const conn = this.conn;
     if (n <= SMALL_WRITE) return conn.queue(chunked ? chunkHeader(n) + latin1(data) + CHUNK_END : latin1(data));
-    if (chunked) conn.queue(chunkHeader(n));
-    return conn.writeThrough(data, chunked ? CHUNK_END : '');
+    return chunked ? conn.writeThrough(chunkHeader(n), data, CHUNK_END) : conn.writeThrough('', data, '');
   }
 
   /**
@@ -378,7 +377,6 @@ export class Exchange {
   destroy(): void {
     this.socket.destroy();
   }
-
 }
 
 /** Connections with queued output, written by one immediate for all of them (see the module comment). */
@@ -469,13 +467,13 @@ class Connection implements RequestParserHandler {
     return socket.write(out, 'latin1');
   }
 
-  /** A large body piece as it is (and `after`), in one writev with what was queued before it. */
-  writeThrough(data: Buffer, after: string): boolean {
+  /** A large body piece as it is, between `before` and `after` (latin1), in one writev with what was queued ahead of it. */
+  writeThrough(before: string, data: Buffer, after: string): boolean {
     const socket = this.socket;
-    const before = this.#out;
+    const ahead = this.#out + before;
     this.#out = '';
     socket.cork();
-    if (before !== '') socket.write(before, 'latin1');
+    if (ahead !== '') socket.write(ahead, 'latin1');
     let ok = socket.write(data);
     if (after !== '') ok = socket.write(after, 'latin1');
     socket.uncork();

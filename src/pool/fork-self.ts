@@ -49,8 +49,6 @@ export async function manage(options: ManageOptions): Promise<ServerRole> {
   }
   const { serverInit: _serverInit, env, ...rest } = options;
   const pm = new ProcManager({
-    // The workers are this Node script: a non-blocking socket from the start (ProcManagerOptions.nonBlocking).
-    nonBlocking: true,
     ...rest,
     command: {
       program: process.execPath,

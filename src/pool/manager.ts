@@ -113,14 +113,15 @@ export interface ProcManagerOptions {
    */
   noSignals?: boolean;
   /**
-   * Set O_NONBLOCK on the listening socket before the first worker starts:
-   * for workers known to be Node (fork-self, `serve --workers`). Node sets
+   * Set O_NONBLOCK on the listening socket before the first worker starts,
+   * for workers known to be Node. Node sets
    * it itself when it listens, but restores the value it found at startup
    * when it exits; on a socket the other workers share, a blocking value
    * makes their accept() block. php-cgi and libfcgi programs need it
    * blocking: their accept() takes EAGAIN as fatal. Default: on when the
-   * program is Node itself (this node, or one named `node`/`nodejs`), off
-   * otherwise (a script that starts Node is not recognised).
+   * program is Node itself (this node, as for forkSelf and `serve --workers`,
+   * or one named `node`/`nodejs`), off otherwise (a script that starts Node
+   * is not recognised).
    */
   nonBlocking?: boolean;
 }
