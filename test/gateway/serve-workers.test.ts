@@ -162,9 +162,10 @@ describe('gatehouse serve --workers (CLI)', () => {
     for (const pid of [...workers, appPid!]) await waitForPidGone(pid, 5000);
   });
 
-  it('a slow request in flight at SIGTERM completes with 200', async () => {
+  /** `serve --workers 2 [args]` in front of the hello example, with a 1.5 s request at the application. */
+  async function withSlowRequest(args: string[] = []) {
     const port = await freePort();
-    const c = track(serve(['--listen', String(port), '--workers', '2', '--status-path', STATUS, '--', 'node', 'dist/examples/hello.js']));
+    const c = track(serve(['--listen', String(port), '--workers', '2', ...args, '--status-path', STATUS, '--', 'node', 'dist/examples/hello.js']));
     const o = output(c);
     const workers = await workerPids(o);
     await o.waitFor(/listening on /);
@@ -172,6 +173,11 @@ describe('gatehouse serve --workers (CLI)', () => {
     const app = Number(/\(pid (\d+)\)/.exec((await httpRequest(`${url}/`)).body.toString())?.[1]);
     const slow = httpRequest(`${url}/slow?ms=1500`);
     await requestAtTheApplication(url);
+    return { c, o, workers, url, app, slow };
+  }
+
+  it('a slow request in flight at SIGTERM completes with 200', async () => {
+    const { c, workers, app, slow } = await withSlowRequest();
     const exited = waitForExit(c, 20_000);
     c.kill('SIGTERM');
     const answer = await slow;
@@ -182,15 +188,7 @@ describe('gatehouse serve --workers (CLI)', () => {
   });
 
   it('SIGHUP replaces the workers: a request in flight completes, the new ones take the old ones\' --max-conns shares, the application stays', async () => {
-    const port = await freePort();
-    const c = track(serve(['--listen', String(port), '--workers', '2', '--max-conns', '3', '--status-path', STATUS, '--', 'node', 'dist/examples/hello.js']));
-    const o = output(c);
-    const old = await workerPids(o);
-    await o.waitFor(/listening on /);
-    const url = `http://127.0.0.1:${port}`;
-    const app = Number(/\(pid (\d+)\)/.exec((await httpRequest(`${url}/`)).body.toString())?.[1]);
-    const slow = httpRequest(`${url}/slow?ms=1500`);
-    await requestAtTheApplication(url);
+    const { c, o, workers: old, url, app, slow } = await withSlowRequest(['--max-conns', '3']);
     const logged = o.stderr().length;
     c.kill('SIGHUP');
     await o.waitFor(/SIGHUP: replacing the workers/);
